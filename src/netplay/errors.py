@@ -1,0 +1,140 @@
+"""The one exception tree of netplay.
+
+Every error netplay raises derives from :class:`NetplayError`.  Each class
+carries an ``exit_status`` (distinct per class, used by the CLI) and a
+``hint``: one sentence saying what to do about it.  Lower-layer errors are
+translated once, at the boundary, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class NetplayError(Exception):
+    """Base of every netplay error."""
+
+    exit_status = 1
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UsageError(NetplayError):
+    """The caller asked for something that does not make sense (local misuse)."""
+
+    exit_status = 2
+
+
+class NoPrivilegesError(NetplayError):
+    """Neither root nor unprivileged user namespaces are available."""
+
+    exit_status = 3
+    hint = (
+        "run it as root (sudo), or enable unprivileged user namespaces "
+        "(sysctl kernel.unprivileged_userns_clone=1)"
+    )
+
+
+class MissingToolError(NetplayError):
+    """A program netplay needs (e.g. ``nft``) is not installed."""
+
+    exit_status = 4
+
+    def __init__(self, tool: str, package: str) -> None:
+        super().__init__(
+            f"the program {tool!r} is not installed",
+            hint=f"install it with: apt-get install {package}",
+        )
+        self.tool = tool
+        self.package = package
+
+
+class MissingKernelFeatureError(NetplayError):
+    """The running kernel lacks a feature (e.g. the netem qdisc)."""
+
+    exit_status = 4
+
+
+class AlreadyRunningError(NetplayError):
+    """A playground of that name is running already."""
+
+    exit_status = 5
+
+
+class TopologyError(NetplayError):
+    """A topology is invalid; names the file, line and field where known."""
+
+    exit_status = 6
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        where = ""
+        if source:
+            where = source + (f":{line}" if line else "") + ": "
+        what = f"{field}: " if field else ""
+        super().__init__(
+            where + what + message,
+            hint="fix the topology (the format is in docs/topology.md)",
+        )
+        self.source = source
+        self.line = line
+        self.field = field
+        self.reason = message
+
+
+class UnknownHostError(NetplayError):
+    """A host (or link) name that the playground does not have."""
+
+    exit_status = 7
+
+
+class NotRunningError(NetplayError):
+    """No playground of that name (or none at all) is running."""
+
+    exit_status = 8
+    hint = "start one with: netplay up --detach"
+
+
+class CommandFailedError(NetplayError):
+    """A command run inside a host failed; keeps its argv, status and output."""
+
+    exit_status = 9
+
+    def __init__(
+        self,
+        host: str,
+        argv: Sequence[str],
+        status: int,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        detail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        if status == 127:
+            message = f"there is no program {argv[0]!r} on {host}"
+        else:
+            message = f"{argv[0]!r} failed on {host} with status {status}" + (
+                f": {detail[0]}" if detail else ""
+            )
+        super().__init__(message, hint="check the command and its arguments")
+        self.host = host
+        self.argv = list(argv)
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class FabricError(NetplayError):
+    """The kernel refused to build or change part of the playground."""
+
+    exit_status = 10
+    hint = "run `netplay down` to remove what was made, then try again (--debug shows details)"

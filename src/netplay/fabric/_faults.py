@@ -1,0 +1,192 @@
+"""Link faults: loss, rate, down/up, and delay where the kernel can.
+
+A *cable* is one veth pair: the point-to-point link between two routers,
+or one host's connection to a LAN's switch.  ``netplay link A B`` acts on
+the cable between A and B (on a LAN: A's cable to the switch it shares
+with B), in both directions.  Loss is nftables (a random drop at each end's
+ingress), rate is a tbf qdisc on each end's egress, down/up is the link
+state of both ends.  Delay and jitter need the netem qdisc; where the
+kernel lacks it, that is said plainly and nothing is changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netplay.errors import FabricError, MissingKernelFeatureError, UnknownHostError, UsageError
+from netplay.fabric import _netlink as nl
+from netplay.fabric import _nft
+from netplay.fabric._namespaces import netns
+from netplay.topology import Topology
+
+RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$", re.IGNORECASE)
+RATE_UNITS = {"bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
+TIME_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$")
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """One end of a cable: the namespace key, interface name and index."""
+
+    ns: str
+    ifname: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cable:
+    id: str
+    ends: tuple[End, End]
+
+
+def cable(topology: Topology, a: str, b: str) -> Cable:
+    """The cable between host ``a`` and host ``b`` (or ``a`` and a network named ``b``)."""
+    hosts = {h.name for h in topology.hosts}
+    if a not in hosts:
+        raise UnknownHostError(f"the playground has no host {a!r}", hint="see `netplay status`")
+    networks = [n for n in topology.networks if n.name == b and n.attachment(a)]
+    if not networks:
+        if b not in hosts:
+            raise UnknownHostError(
+                f"the playground has no host or network {b!r}", hint="see `netplay status`"
+            )
+        networks = topology.shared_networks(a, b)
+    if not networks:
+        raise UsageError(
+            f"{a} and {b} share no link or LAN",
+            hint="name two hosts on the same link or LAN, as `netplay status` shows",
+        )
+    net = networks[0]
+    att = net.attachment(a)
+    assert att is not None
+    here = End(a, att.ifname, nl.host_index(att.ifname))
+    if net.kind == "link":
+        other = next(x for x in net.attachments if x.host != a)
+        there = End(other.host, other.ifname, nl.host_index(other.ifname))
+    else:
+        i = net.attachments.index(att)
+        there = End(nl.switch_key(net.name), nl.port_name(i), nl.port_index(i))
+    return Cable(id=f"{a}/{net.name}", ends=(here, there))
+
+
+def parse_loss(text: str) -> float:
+    value = text.strip().removesuffix("%")
+    try:
+        percent = float(value)
+    except ValueError:
+        raise UsageError(f"loss {text!r} is not a percentage", hint="e.g. --loss 20%") from None
+    if not 0 <= percent <= 100:
+        raise UsageError(f"loss {text!r} is out of range", hint="use 0% to 100%")
+    return percent
+
+
+def parse_rate(text: str) -> int:
+    """A rate such as 1mbit or 500kbit, in bits per second."""
+    match = RATE_RE.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"rate {text!r} is not a rate", hint="e.g. --rate 1mbit or 500kbit")
+    bits = float(match.group(1)) * RATE_UNITS[match.group(2).lower()]
+    if bits < 8_000 or bits > 32_000_000_000:
+        raise UsageError(f"rate {text!r} is out of range", hint="use 8kbit to 32gbit")
+    return int(bits)
+
+
+def parse_time(text: str) -> float:
+    """A duration such as 20ms, in milliseconds."""
+    match = TIME_RE.match(text.strip())
+    if not match:
+        raise UsageError(f"{text!r} is not a duration", hint="e.g. 20ms")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+class Faults:
+    """Applies faults to cables; ``pin`` maps a namespace key to its net pin."""
+
+    def __init__(self, pin: Callable[[str], Path]) -> None:
+        self._pin = pin
+
+    def _each(self, c: Cable) -> Iterator[tuple[End, Path]]:
+        for end in c.ends:
+            yield end, self._pin(end.ns)
+
+    def _tc(self, pin: Path, action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        with netns(pin), IPRoute() as ipr:
+            action(ipr, *args, **kwargs)
+
+    def loss(self, c: Cable, percent: float | None) -> None:
+        for end, pin in self._each(c):
+            if percent:
+                _nft.apply(pin, _nft.set_loss(end.ifname, percent), f"{end.ns} {end.ifname}")
+            else:
+                try:
+                    _nft.apply(pin, _nft.clear_loss(end.ifname), f"{end.ns} {end.ifname}")
+                except FabricError:
+                    pass  # there was no loss to clear
+
+    def rate(self, c: Cable, bits: int | None, mtu: int = 1500) -> None:
+        """A tbf qdisc on each end's egress (None removes it)."""
+        for end, pin in self._each(c):
+            if bits is None:
+                self._tc(pin, _quiet_del, end.index)
+                continue
+            rate = bits // 8
+            burst = max(2 * (mtu + 14), rate // 50)  # 20 ms of traffic, at least two frames
+            self._tc(
+                pin,
+                _tc,
+                "replace",
+                kind="tbf",
+                index=end.index,
+                rate=rate,
+                burst=burst,
+                latency="50ms",
+            )
+
+    def state(self, c: Cable, up: bool) -> None:
+        for end, pin in self._each(c):
+            msg = nl.link_state(end.index, up)
+            with netns(pin), IPRoute() as ipr:
+                nl.send(ipr, end.ns, [(msg, f"set {end.ifname} {'up' if up else 'down'}")])
+
+    def delay(self, c: Cable, delay_ms: float, jitter_ms: float = 0.0) -> None:
+        """netem delay at each end's egress (replaces a rate limit there)."""
+        for end, pin in self._each(c):
+            try:
+                self._tc(
+                    pin,
+                    _tc,
+                    "replace",
+                    kind="netem",
+                    index=end.index,
+                    delay=int(delay_ms * 1000),
+                    jitter=int(jitter_ms * 1000),
+                )
+            except NetlinkError as exc:
+                if exc.code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise MissingKernelFeatureError(
+                        "this kernel has no netem qdisc (sch_netem), so links cannot be "
+                        "delayed or given jitter",
+                        hint="loss, rate and down/up work without it; for delay, use a "
+                        "kernel built with CONFIG_NET_SCH_NETEM",
+                    ) from exc
+                raise FabricError(f"the kernel refused the delay ({exc})") from exc
+
+
+def _tc(ipr: IPRoute, *args: Any, **kwargs: Any) -> None:
+    ipr.tc(*args, **kwargs)
+
+
+def _quiet_del(ipr: IPRoute, index: int) -> None:
+    try:
+        ipr.tc("del", index=index)
+    except NetlinkError:
+        pass  # no qdisc was there

@@ -1,0 +1,78 @@
+"""Thin ctypes wrappers for the Linux calls that Python 3.11 lacks.
+
+``os.setns`` and ``os.unshare`` arrived in Python 3.12 and ``mount`` is not
+in the standard library at all, so the fabric reaches libc directly.  Every
+wrapper raises :class:`OSError` with the real errno, like the ``os`` module.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
+MNT_DETACH = 0x2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+
+
+def _check(result: int, what: str, path: str | None = None) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0) -> None:
+    """mount(2); ``source`` and ``fstype`` may be None."""
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, None), "mount", target)
+
+
+def umount(target: str, flags: int = MNT_DETACH) -> None:
+    """umount2(2), lazily by default so that busy mounts still go."""
+    _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def setns(fd: int, nstype: int) -> None:
+    """setns(2): move the calling thread into the namespace behind ``fd``."""
+    _check(_libc.setns(fd, nstype), "setns")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2)."""
+    _check(_libc.unshare(flags), "unshare")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2) in the current UTS namespace."""
+    raw = name.encode()
+    _check(_libc.sethostname(raw, len(raw)), "sethostname")

@@ -1,0 +1,235 @@
+"""Making, pinning, entering and removing the namespaces of a playground.
+
+Hosts get network, mount and UTS namespaces; LAN switches only a network
+namespace.  No process is left running for them: each namespace is pinned
+by bind-mounting its /proc/PID/ns file, as ``ip netns add`` does, so an
+idle host costs only the kernel's memory for it.
+
+One forked *factory* child makes them all, one after another.  It first
+makes a template mount namespace (a slave copy of the machine's, without
+any namespace pins in it), and every host's mount namespace is a copy of
+that template: inside, /etc/hosts and /etc/resolv.conf are bind-mounted
+from the playground's files and /sys is remounted for the host's network.
+For each namespace the child reports over a pipe and the parent pins the
+child's /proc/PID/ns files before letting it go on.  The machine's own /etc
+is never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from netplay.fabric import _linux as linux
+from netplay.fabric._state import Paths
+
+SYSCTLS_ALL = (
+    # DAD would keep IPv6 addresses tentative for a second or more.
+    ("ipv6/conf/all/accept_dad", "0"),
+    ("ipv6/conf/default/accept_dad", "0"),
+    ("ipv6/conf/all/accept_ra", "0"),
+    ("ipv6/conf/default/accept_ra", "0"),
+    ("ipv6/conf/default/router_solicitations", "0"),
+    # traceroute sends probes faster than the default ICMP rate limit allows.
+    ("ipv4/icmp_ratelimit", "0"),
+    ("ipv6/icmp/ratelimit", "0"),
+    # ordinary users may ping inside a host, as on a desktop distribution.
+    ("ipv4/ping_group_range", "0 2147483647"),
+)
+SYSCTLS_FORWARD = (
+    ("ipv4/ip_forward", "1"),
+    ("ipv6/conf/all/forwarding", "1"),
+)
+SYSCTLS_SWITCH = (("ipv6/conf/default/disable_ipv6", "1"),)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NsSpec:
+    """One namespace to make: a host (net, mnt, uts) or a switch (net only)."""
+
+    key: str
+    host: bool
+    forward: bool = False
+
+
+def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
+    if spec.host:
+        return [paths.net_pin(spec.key), paths.mnt_pin(spec.key), paths.uts_pin(spec.key)]
+    return [paths.net_pin(spec.key)]
+
+
+def _mount_points_under(prefixes: Sequence[str]) -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+                points.append(point)
+    return points
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` a mount point of its own with private propagation."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if str(path) not in _mount_points_under([str(path)]):
+        linux.mount(str(path), str(path), None, linux.MS_BIND)
+    linux.mount(None, str(path), None, linux.MS_PRIVATE)
+
+
+def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
+    for key, value in items:
+        try:
+            with open(f"/proc/sys/net/{key}", "w") as f:
+                f.write(value)
+        except (FileNotFoundError, PermissionError):
+            pass  # IPv6 disabled on this kernel, or not ours to set in a user namespace
+
+
+def _factory(
+    specs: Sequence[NsSpec], paths: Paths, hide: Sequence[str], ready: int, go: int
+) -> None:
+    """The child: make each namespace, report, wait to be pinned, go on."""
+    linux.unshare(linux.CLONE_NEWNS)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    for point in reversed(_mount_points_under(hide)):
+        with contextlib.suppress(OSError):
+            linux.umount(point)
+    template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    hosts_file = str(paths.etc_dir / "hosts")
+    resolv_file = str(paths.etc_dir / "resolv.conf")
+    for spec in specs:
+        if spec.host:
+            linux.setns(template, linux.CLONE_NEWNS)
+            linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
+            linux.sethostname(spec.key)
+            linux.mount(hosts_file, "/etc/hosts", None, linux.MS_BIND)
+            linux.mount(resolv_file, "/etc/resolv.conf", None, linux.MS_BIND)
+            with contextlib.suppress(OSError):
+                linux.umount("/sys")
+            linux.mount(
+                "sysfs", "/sys", "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+            )
+        else:
+            linux.unshare(linux.CLONE_NEWNET)
+        _write_sysctls(SYSCTLS_ALL)
+        if spec.forward:
+            _write_sysctls(SYSCTLS_FORWARD)
+        if not spec.host:
+            _write_sysctls(SYSCTLS_SWITCH)
+        os.write(ready, b"r")
+        if os.read(go, 1) != b"g":
+            return
+
+
+def create(paths: Paths, specs: Sequence[NsSpec]) -> None:
+    """Make and pin every namespace in ``specs`` (in this order)."""
+    _private_dir(paths.ns_dir)
+    hide = [str(paths.base), "/run/netns"]
+    for spec in specs:
+        for pin in pins_of(paths, spec):
+            os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        status = 1
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            _factory(specs, paths, hide, ready_w, go_r)
+            status = 0
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.write(ready_w, f"e{exc}".encode()[:500])
+        finally:
+            os._exit(status)
+    os.close(ready_w)
+    os.close(go_r)
+    try:
+        for spec in specs:
+            answer = os.read(ready_r, 512)
+            if not answer.startswith(b"r"):
+                message = answer[1:].decode(errors="replace") or "the namespace factory died"
+                raise OSError(errno.EIO, message)
+            kinds = ("net", "mnt", "uts") if spec.host else ("net",)
+            for kind, pin in zip(kinds, pins_of(paths, spec), strict=False):
+                linux.mount(f"/proc/{pid}/ns/{kind}", str(pin), None, linux.MS_BIND)
+            link = paths.netns_link(spec.key)
+            if link is not None:
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(paths.net_pin(spec.key))
+            os.write(go_w, b"g")
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+        os.waitpid(pid, 0)
+
+
+def inodes(pins: Sequence[Path]) -> set[int]:
+    """The namespace inodes behind the pins that are still mounted."""
+    found = set()
+    for pin in pins:
+        try:
+            st = os.stat(pin)
+        except OSError:
+            continue
+        if st.st_dev != os.stat(pin.parent).st_dev:  # an nsfs file is mounted there
+            found.add(st.st_ino)
+    return found
+
+
+def remove(pins: Sequence[Path], links: Sequence[Path]) -> None:
+    """Unpin and delete; missing or already unpinned pins are fine."""
+    for link in links:
+        with contextlib.suppress(FileNotFoundError):
+            if link.is_symlink():
+                link.unlink()
+    for pin in pins:
+        with contextlib.suppress(OSError):
+            linux.umount(str(pin))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(pin)
+
+
+def release_dir(paths: Paths) -> None:
+    """Undo the private bind mount of the pin directory."""
+    with contextlib.suppress(OSError):
+        linux.umount(str(paths.ns_dir))
+
+
+@contextlib.contextmanager
+def netns(pin: Path) -> Iterator[None]:
+    """Run the body with this thread inside the network namespace at ``pin``."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(pin, os.O_RDONLY)
+    try:
+        linux.setns(target, linux.CLONE_NEWNET)
+        try:
+            yield
+        finally:
+            linux.setns(home, linux.CLONE_NEWNET)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def open_host(paths: Paths, key: str, host: bool = True) -> list[tuple[int, int]]:
+    """Open a host's namespace files: [(fd, CLONE_*), ...] for :func:`enter`."""
+    fds = [(os.open(paths.net_pin(key), os.O_RDONLY), linux.CLONE_NEWNET)]
+    if host:
+        fds.append((os.open(paths.uts_pin(key), os.O_RDONLY), linux.CLONE_NEWUTS))
+        fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
+    return fds
+
+
+def enter(fds: Sequence[tuple[int, int]]) -> None:
+    """Move this (single-threaded) process into the namespaces; keep its cwd."""
+    cwd = os.getcwd()
+    for fd, kind in fds:
+        linux.setns(fd, kind)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)

@@ -1,0 +1,158 @@
+"""nftables rules, always inside a playground namespace, never the machine's.
+
+Rulesets are built as nft's JSON (pure functions, tested without a kernel)
+and applied by running ``nft -j -f -`` from a thread that has entered the
+namespace.  pyroute2's nftables module is a prototype, so nft is the tool.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from netplay.errors import FabricError, MissingToolError
+from netplay.fabric._namespaces import netns
+
+NAT_TABLE = "netplay_nat"
+FIREWALL_TABLE = "netplay_firewall"
+FAULTS_TABLE = "netplay_faults"
+
+
+def _match(key: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": key, "right": right}}
+
+
+def home_router(outside: str) -> list[dict[str, Any]]:
+    """Masquerade IPv4 leaving by ``outside``; forward back only what started inside."""
+    oif = {"meta": {"key": "oifname"}}
+    iif = {"meta": {"key": "iifname"}}
+    return [
+        {"add": {"table": {"family": "ip", "name": NAT_TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    "family": "ip",
+                    "table": NAT_TABLE,
+                    "name": "postrouting",
+                    "type": "nat",
+                    "hook": "postrouting",
+                    "prio": 100,
+                    "policy": "accept",
+                }
+            }
+        },
+        {
+            "add": {
+                "rule": {
+                    "family": "ip",
+                    "table": NAT_TABLE,
+                    "chain": "postrouting",
+                    "expr": [_match(oif, outside), {"masquerade": None}],
+                }
+            }
+        },
+        {"add": {"table": {"family": "inet", "name": FIREWALL_TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    "family": "inet",
+                    "table": FIREWALL_TABLE,
+                    "name": "forward",
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        },
+        {
+            "add": {
+                "rule": {
+                    "family": "inet",
+                    "table": FIREWALL_TABLE,
+                    "chain": "forward",
+                    "expr": [
+                        _match(iif, outside),
+                        _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+                        {"accept": None},
+                    ],
+                }
+            }
+        },
+        {
+            "add": {
+                "rule": {
+                    "family": "inet",
+                    "table": FIREWALL_TABLE,
+                    "chain": "forward",
+                    "expr": [_match(iif, outside), {"drop": None}],
+                }
+            }
+        },
+    ]
+
+
+def _loss_chain(dev: str) -> dict[str, Any]:
+    return {"family": "netdev", "table": FAULTS_TABLE, "name": f"loss_{dev}"}
+
+
+def set_loss(dev: str, percent: float) -> list[dict[str, Any]]:
+    """Drop ``percent`` % of what arrives at ``dev``, at random."""
+    chain = _loss_chain(dev)
+    threshold = round(percent * 100)  # numgen over 0..9999: 0.01 % steps
+    return [
+        {"add": {"table": {"family": "netdev", "name": FAULTS_TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    **chain,
+                    "type": "filter",
+                    "hook": "ingress",
+                    "dev": dev,
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        },
+        {"flush": {"chain": chain}},
+        {
+            "add": {
+                "rule": {
+                    "family": "netdev",
+                    "table": FAULTS_TABLE,
+                    "chain": chain["name"],
+                    "expr": [
+                        _match({"numgen": {"mode": "random", "mod": 10000}}, threshold, "<"),
+                        {"drop": None},
+                    ],
+                }
+            }
+        },
+    ]
+
+
+def clear_loss(dev: str) -> list[dict[str, Any]]:
+    return [{"delete": {"chain": _loss_chain(dev)}}]
+
+
+def nft_path() -> str:
+    path = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if path is None:
+        raise MissingToolError("nft", "nftables")
+    return path
+
+
+def apply(pin: Path, commands: list[dict[str, Any]], where: str) -> None:
+    """Run the commands with ``nft -j -f -`` inside the namespace at ``pin``."""
+    document = json.dumps({"nftables": [{"metainfo": {"json_schema_version": 1}}, *commands]})
+    nft = nft_path()
+    with netns(pin):
+        result = subprocess.run(
+            [nft, "-j", "-f", "-"], input=document, capture_output=True, text=True, check=False
+        )
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no message"])[0]
+        raise FabricError(f"nft refused the rules for {where}: {detail}")

@@ -1,0 +1,85 @@
+"""Processes: is a recorded pid still the same process, and which processes
+live in a playground's namespaces.
+
+A pid alone can be reused, so a process is named by (pid, start time).
+Processes are found by the inode of their network or mount namespace,
+never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def alive(pid: int | None, start: int | None) -> bool:
+    """Whether the process recorded as (pid, start) is still running."""
+    if not pid:
+        return False
+    now = start_time(pid)
+    if now is None:
+        return False
+    if start is not None and now != start:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != b"Z"
+
+
+def in_namespaces(inodes: Iterable[int]) -> list[int]:
+    """Pids of the processes whose network or mount namespace is one of ``inodes``."""
+    wanted = set(inodes)
+    if not wanted:
+        return []
+    me = os.getpid()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        for kind in ("net", "mnt"):
+            try:
+                inode = os.stat(f"/proc/{entry.name}/ns/{kind}").st_ino
+            except OSError:
+                break
+            if inode in wanted:
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def terminate(pids: Iterable[int], grace: float = 1.0) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    targets = {pid: start_time(pid) for pid in pids}
+    for pid in targets:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while targets and time.monotonic() < deadline:
+        targets = {p: s for p, s in targets.items() if alive(p, s)}
+        if targets:
+            time.sleep(0.01)
+    for pid, start in targets.items():
+        if alive(pid, start):
+            _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,81 @@
+"""Rootless playgrounds: a user namespace that the playground makes for itself.
+
+As an ordinary user, ``up`` forks a *keeper*: it makes a user namespace (in
+which the user is root, mapped to the user's own uid and gid, as rootless
+container tools do) and a mount namespace, then becomes ``sleep infinity``
+holding both.  Every netplay process of that playground (``up`` itself,
+``exec``, ``shell``, ``status``, ``down`` from any terminal) joins the
+keeper's namespaces before doing anything else, and then works exactly as
+it would as root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+
+from netplay.errors import NoPrivilegesError
+from netplay.fabric import _linux as linux
+
+
+def _deny(exc: OSError) -> NoPrivilegesError:
+    return NoPrivilegesError(
+        f"netplay needs root or unprivileged user namespaces, and this system "
+        f"refused a user namespace ({exc.strerror})"
+    )
+
+
+def start_keeper() -> int:
+    """Fork the keeper; return its pid once its namespaces are ready."""
+    uid, gid = os.geteuid(), os.getegid()
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through the pipe
+        try:
+            os.close(ready_r)
+            linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
+            with open("/proc/self/setgroups", "w") as f:
+                f.write("deny")
+            with open("/proc/self/uid_map", "w") as f:
+                f.write(f"0 {uid} 1")
+            with open("/proc/self/gid_map", "w") as f:
+                f.write(f"0 {gid} 1")
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+            os.setsid()
+            os.write(ready_w, b"r")
+            os.close(ready_w)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execv(sleep, [sleep, "infinity"])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.write(ready_w, f"e{exc.errno}".encode())
+        os._exit(1)
+    os.close(ready_w)
+    try:
+        answer = os.read(ready_r, 64)
+    finally:
+        os.close(ready_r)
+    if answer != b"r":
+        os.waitpid(pid, 0)
+        code = int(answer[1:] or errno.EPERM)
+        raise _deny(OSError(code, os.strerror(code)))
+    return pid
+
+
+def join(pid: int) -> None:
+    """Enter the keeper's user and mount namespaces (single-threaded callers only)."""
+    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        linux.setns(user, linux.CLONE_NEWUSER)
+        linux.setns(mnt, linux.CLONE_NEWNS)
+    except OSError as exc:
+        raise _deny(exc) from exc
+    finally:
+        os.close(user)
+        os.close(mnt)

@@ -1,0 +1,76 @@
+"""Generated topologies for scale work: ``line:N`` and ``star:N``.
+
+``star:N`` is N hosts on one LAN (one switch).  ``line:N`` is N routers in a
+chain of point-to-point links, each numbered with one router address (IPv4
+10.64.0.0/10, IPv6 fd6e:7000:ffff::/64, host i at offset i); every host
+reaches every other through the chain, with a default route pointing right
+and the hosts beyond its left neighbour summarised into at most log2(N)
+prefixes (the neighbours themselves are reached through the peer routes).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from netplay.topology._model import Attachment, Host, Network, Route, Topology
+
+STAR_V4 = ipaddress.IPv4Network("10.0.0.0/16")
+STAR_V6 = ipaddress.IPv6Network("fd6e:7000:fffe::/64")
+LINE_V4 = ipaddress.IPv4Network("10.64.0.0/10")
+LINE_V6 = ipaddress.IPv6Network("fd6e:7000:ffff::/64")
+
+
+def star(count: int) -> Topology:
+    """N hosts h1..hN on one LAN, 10.0.0.1.. and fd6e:7000:fffe::1.."""
+    hosts = tuple(Host(name=f"h{i}") for i in range(1, count + 1))
+    attachments = tuple(
+        Attachment(
+            host=f"h{i}",
+            ifname="eth0",
+            addresses=(
+                ipaddress.IPv4Interface(f"{STAR_V4[i]}/{STAR_V4.prefixlen}"),
+                ipaddress.IPv6Interface(f"{STAR_V6[i]}/{STAR_V6.prefixlen}"),
+            ),
+        )
+        for i in range(1, count + 1)
+    )
+    lan = Network(name="star", kind="lan", attachments=attachments)
+    return Topology(name=f"star{count}", hosts=hosts, networks=(lan,))
+
+
+def _line_routes(i: int, count: int) -> tuple[Route, ...]:
+    """Host i: default to the right (or left, at the end), the far left summarised."""
+    routes: list[Route] = []
+    for net in (LINE_V4, LINE_V6):
+        default = ipaddress.ip_network("0.0.0.0/0" if net.version == 4 else "::/0")
+        if i < count:
+            routes.append(Route(to=default, via=net[i + 1]))
+            if i > 2:
+                far_left = ipaddress.summarize_address_range(net[1], net[i - 2])
+                routes.extend(Route(to=prefix, via=net[i - 1]) for prefix in far_left)
+        elif i > 1:
+            routes.append(Route(to=default, via=net[i - 1]))
+    return tuple(routes)
+
+
+def line(count: int) -> Topology:
+    """N routers h1..hN in a chain of point-to-point links."""
+    hosts = tuple(
+        Host(name=f"h{i}", forward=True, routes=_line_routes(i, count)) for i in range(1, count + 1)
+    )
+    links = []
+    for i in range(1, count):
+        ends = []
+        for j, ifname in ((i, "eth1" if i > 1 else "eth0"), (i + 1, "eth0")):
+            ends.append(
+                Attachment(
+                    host=f"h{j}",
+                    ifname=ifname,
+                    addresses=(
+                        ipaddress.IPv4Interface(f"{LINE_V4[j]}/32"),
+                        ipaddress.IPv6Interface(f"{LINE_V6[j]}/128"),
+                    ),
+                )
+            )
+        links.append(Network(name=f"l{i}", kind="link", attachments=tuple(ends)))
+    return Topology(name=f"line{count}", hosts=hosts, networks=tuple(links))

@@ -1,0 +1,227 @@
+"""Reading topologies: TOML files, the built-in ``book`` and generated ones.
+
+:func:`load` turns a spec into a checked :class:`Topology`.  A spec is
+``book`` (the built-in playground), ``line:N`` or ``star:N`` (generated),
+or the path of a TOML file (format: docs/topology.md).  Every problem in a
+file is reported as a :class:`TopologyError` with the file, the line where
+it can be found, and the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from netplay.errors import TopologyError
+from netplay.topology._generate import line, star
+from netplay.topology._model import (
+    Attachment,
+    Host,
+    IPInterface,
+    Network,
+    Route,
+    Service,
+    Topology,
+    check,
+)
+
+T = TypeVar("T")
+
+_TOP_KEYS = {"name", "domain", "hosts", "lans", "links"}
+_HOST_KEYS = {"forward", "nat", "routes", "services"}
+_NET_KEYS = {"mtu", "hosts"}
+_GENERATORS: dict[str, Callable[[int], Topology]] = {"line": line, "star": star}
+GENERATED_MAX = 5000
+
+
+def load(spec: str) -> Topology:
+    """A topology from ``book``, ``line:N``, ``star:N`` or a TOML file's path."""
+    kind, sep, count = spec.partition(":")
+    if sep and kind in _GENERATORS:
+        if not count.isdigit() or not 1 <= int(count) <= GENERATED_MAX:
+            raise TopologyError(
+                f"{spec!r}: the number of hosts must be 1 to {GENERATED_MAX}",
+                field="spec",
+            )
+        return _GENERATORS[kind](int(count))
+    if spec == "book":
+        text = resources.files("netplay.topology").joinpath("book.toml").read_text()
+        return loads(text, source="book")
+    path = Path(spec)
+    if not path.suffix == ".toml" and not path.exists():
+        raise TopologyError(
+            f"no topology {spec!r}: use book, line:N, star:N or a .toml file",
+            field="spec",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyError(f"cannot read the file ({exc.strerror})", source=spec) from exc
+    except UnicodeDecodeError as exc:
+        raise TopologyError("the file is not UTF-8 text", source=spec) from exc
+    return loads(text, source=spec, default_name=path.stem)
+
+
+def loads(text: str, *, source: str = "<string>", default_name: str = "topology") -> Topology:
+    """Parse and check a TOML topology; errors name ``source`` and the line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        raise TopologyError(
+            str(exc).split(" (at line")[0],
+            source=source,
+            line=int(match.group(1)) if match else None,
+            field="syntax",
+        ) from exc
+    try:
+        topology = _build(data, default_name)
+        check(topology)
+    except TopologyError as exc:
+        raise TopologyError(
+            exc.reason,
+            source=source,
+            line=_locate(text, exc.field or ""),
+            field=exc.field,
+        ) from None
+    return topology
+
+
+def _want(value: object, kind: type[T], where: str, what: str) -> T:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TopologyError(f"must be {what}, not {value!r}", field=where)
+    return value
+
+
+def _table(value: object, where: str, allowed: set[str] | None = None) -> Mapping[str, Any]:
+    table = _want(value, dict, where, "a table")
+    if allowed is not None:
+        for key in table:
+            if key not in allowed:
+                raise TopologyError(
+                    f"unknown field (expected one of: {', '.join(sorted(allowed))})",
+                    field=f"{where}.{key}" if where else key,
+                )
+    return table
+
+
+def _build(data: Mapping[str, Any], default_name: str) -> Topology:
+    _table(data, "", _TOP_KEYS)
+    name = _want(data.get("name", default_name), str, "name", "a string")
+    domain = data.get("domain")
+    if domain is not None:
+        _want(domain, str, "domain", "a string")
+    hosts_table = _table(data.get("hosts", {}), "hosts")
+    hosts = tuple(_host(n, _table(v, f"hosts.{n}", _HOST_KEYS)) for n, v in hosts_table.items())
+    counters: dict[str, int] = {}
+    networks = []
+    for kind in ("lan", "link"):
+        for net_name, value in _table(data.get(kind + "s", {}), kind + "s").items():
+            networks.append(_network(kind, net_name, value, counters))
+    return Topology(name=name, domain=domain, hosts=hosts, networks=tuple(networks))
+
+
+def _host(name: str, table: Mapping[str, Any]) -> Host:
+    where = f"hosts.{name}"
+    forward = _want(table.get("forward", False), bool, f"{where}.forward", "true or false")
+    nat = table.get("nat")
+    if nat is not None:
+        _want(nat, str, f"{where}.nat", "the name of a network")
+    routes = []
+    for i, item in enumerate(_want(table.get("routes", []), list, f"{where}.routes", "a list")):
+        at = f"{where}.routes[{i}]"
+        route = _table(item, at, {"to", "via"})
+        if "to" not in route or "via" not in route:
+            raise TopologyError("a route needs both 'to' and 'via'", field=at)
+        via = _address(_want(route["via"], str, f"{at}.via", "an address"), f"{at}.via")
+        to_text = _want(route["to"], str, f"{at}.to", "a network or 'default'")
+        if to_text == "default":
+            to_text = "0.0.0.0/0" if via.version == 4 else "::/0"
+        try:
+            to = ipaddress.ip_network(to_text)
+        except ValueError as exc:
+            raise TopologyError(f"{to_text!r} is not a network ({exc})", field=f"{at}.to") from None
+        if to.version != via.version:
+            raise TopologyError(f"route to {to} cannot go via {via}", field=f"{at}.via")
+        routes.append(Route(to=to, via=via))
+    services = []
+    for i, item in enumerate(_want(table.get("services", []), list, f"{where}.services", "a list")):
+        at = f"{where}.services[{i}]"
+        svc = dict(_table(item, at))
+        kind = _want(svc.pop("kind", None), str, f"{at}.kind", "a string naming the service")
+        ports = _want(svc.pop("ports", []), list, f"{at}.ports", "a list of port numbers")
+        for port in ports:
+            _want(port, int, f"{at}.ports", "a list of port numbers")
+        services.append(Service(kind=kind, ports=tuple(ports), options=svc))
+    return Host(name=name, forward=forward, nat=nat, routes=tuple(routes), services=tuple(services))
+
+
+def _address(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise TopologyError(f"{text!r} is not an IP address", field=where) from None
+
+
+def _network(kind: str, name: str, value: object, counters: dict[str, int]) -> Network:
+    where = f"{kind}s.{name}"
+    table = _table(value, where, _NET_KEYS)
+    mtu = _want(table.get("mtu", 1500), int, f"{where}.mtu", "a whole number")
+    attachments = []
+    for host, addrs in _table(table.get("hosts", {}), f"{where}.hosts").items():
+        at = f"{where}.hosts.{host}"
+        if isinstance(addrs, str):
+            addrs = [addrs]
+        addresses: list[IPInterface] = []
+        for text in _want(addrs, list, at, "a list of addresses"):
+            try:
+                addresses.append(ipaddress.ip_interface(_want(text, str, at, "an address")))
+            except ValueError:
+                raise TopologyError(f"{text!r} is not an IP address", field=at) from None
+        index = counters.get(host, 0)
+        counters[host] = index + 1
+        attachments.append(Attachment(host=host, ifname=f"eth{index}", addresses=tuple(addresses)))
+    return Network(
+        name=name,
+        kind="lan" if kind == "lan" else "link",
+        attachments=tuple(attachments),
+        mtu=mtu,
+    )
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _split_key(text: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in text.split(".")]
+
+
+def _locate(text: str, field: str) -> int | None:
+    """The line that best matches a field path such as ``hosts.h1.routes[0].via``."""
+    want = _split_key(re.sub(r"\[\d+\]", "", field)) if field else []
+    best: tuple[int, int] | None = None
+    table: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            table = _split_key(header.group(1))
+            path = table
+        else:
+            key = _KEY.match(raw)
+            if not key:
+                continue
+            path = table + _split_key(key.group(1))
+        depth = 0
+        for a, b in zip(path, want, strict=False):
+            if a != b:
+                break
+            depth += 1
+        if depth == len(path) and depth and (best is None or depth > best[0]):
+            best = (depth, number)
+    return best[1] if best else None
