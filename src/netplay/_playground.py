@@ -282,7 +282,7 @@ class Playground:
         if clear:
             f.loss(cable, None)
             f.rate(cable, None)
-            f.state(cable, True)
+            f.state(cable, True, self.topology)
             current = {}
         if delay is not None or jitter is not None:
             d = faults.parse_time(delay or "0ms")
@@ -298,7 +298,7 @@ class Playground:
             f.rate(cable, faults.parse_rate(rate), net.mtu)
             current["rate"] = rate
         if down or up:
-            f.state(cable, up)
+            f.state(cable, up, self.topology)
             current["down"] = down
         current = {k: v for k, v in current.items() if v not in (None, 0, 0.0, False)}
         if current:

@@ -84,7 +84,7 @@ class TopologyError(NetplayError):
         what = f"{field}: " if field else ""
         super().__init__(
             where + what + message,
-            hint="fix the topology (the format is in docs/topology.md)",
+            hint="see docs/topology.md for the format",
         )
         self.source = source
         self.line = line

@@ -151,11 +151,15 @@ class Faults:
                 latency="50ms",
             )
 
-    def state(self, c: Cable, up: bool) -> None:
+    def state(self, c: Cable, up: bool, topology: Topology) -> None:
+        """Set both ends down or up; going up puts back the routes the kernel dropped."""
+        hosts = {h.name: h for h in topology.hosts}
         for end, pin in self._each(c):
-            msg = nl.link_state(end.index, up)
+            items = [(nl.link_state(end.index, up), f"set {end.ifname} {'up' if up else 'down'}")]
+            if up and end.ns in hosts:
+                items += nl.routes(hosts[end.ns], nl.REPLACE)
             with netns(pin), IPRoute() as ipr:
-                nl.send(ipr, end.ns, [(msg, f"set {end.ifname} {'up' if up else 'down'}")])
+                nl.send(ipr, end.ns, items)
 
     def delay(self, c: Cable, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """netem delay at each end's egress (replaces a rate limit there)."""

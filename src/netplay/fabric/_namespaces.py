@@ -34,6 +34,9 @@ SYSCTLS_ALL = (
     ("ipv6/conf/all/accept_ra", "0"),
     ("ipv6/conf/default/accept_ra", "0"),
     ("ipv6/conf/default/router_solicitations", "0"),
+    # a link set down and up again (netplay link --down/--up) keeps its addresses.
+    ("ipv6/conf/all/keep_addr_on_down", "1"),
+    ("ipv6/conf/default/keep_addr_on_down", "1"),
     # traceroute sends probes faster than the default ICMP rate limit allows.
     ("ipv4/icmp_ratelimit", "0"),
     ("ipv6/icmp/ratelimit", "0"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
@@ -24,10 +24,11 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netplay.errors import FabricError
-from netplay.topology import Topology
+from netplay.topology import Host, Topology
 
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 CHANGE = NLM_F_REQUEST | NLM_F_ACK
+REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 IFF_UP = 1
 BRIDGE_INDEX = 2
 PHASES = ("create", "up", "addresses", "routes")
@@ -121,7 +122,7 @@ def address(index: int, local: str, prefixlen: int, version: int, peer: str | No
     )
 
 
-def route(dst: str, dst_len: int, via: str, version: int) -> Any:
+def route(dst: str, dst_len: int, via: str, version: int, nlflags: int = CREATE) -> Any:
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     attrs = [("RTA_GATEWAY", via)]
     if dst_len:
@@ -129,7 +130,7 @@ def route(dst: str, dst_len: int, via: str, version: int) -> Any:
     return _msg(
         rtmsg,
         RTM_NEWROUTE,
-        CREATE,
+        nlflags,
         family=family,
         dst_len=dst_len,
         table=254,  # main
@@ -203,14 +204,20 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                     f"add {addr} to {att.host} {att.ifname}",
                 )
     for host in topology.hosts:
-        for r in host.routes:
-            p.add(
-                "routes",
-                host.name,
-                route(str(r.to.network_address), r.to.prefixlen, str(r.via), r.to.version),
-                f"add the route to {r.to} via {r.via} on {host.name}",
-            )
+        for msg, what in routes(host):
+            p.add("routes", host.name, msg, what)
     return p
+
+
+def routes(host: Host, nlflags: int = CREATE) -> list[tuple[Any, str]]:
+    """The host's static routes (REPLACE puts back what a link going down removed)."""
+    return [
+        (
+            route(str(r.to.network_address), r.to.prefixlen, str(r.via), r.to.version, nlflags),
+            f"add the route to {r.to} via {r.via} on {host.name}",
+        )
+        for r in host.routes
+    ]
 
 
 def execute(p: Plan, sockets: Mapping[str, IPRoute]) -> None:

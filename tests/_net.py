@@ -1,0 +1,127 @@
+"""Small network programs that tests run inside playground hosts.
+
+Servers print one line once they are bound (their port), so a test waits
+for that line, never for a fixed time.
+"""
+
+from __future__ import annotations
+
+import selectors
+import subprocess
+import sys
+
+from netplay import Host
+
+TCP_ECHO_PEER = r"""
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(16)
+print(s.getsockname()[1], flush=True)
+for _ in range(int(sys.argv[3])):
+    c, peer = s.accept()
+    c.sendall(peer[0].encode())
+    c.close()
+"""
+
+TCP_ASK = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+print(c.recv(100).decode())
+"""
+
+UDP_COUNT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(float(sys.argv[3]))
+print(s.getsockname()[1], flush=True)
+count = 0
+try:
+    while True:
+        data, peer = s.recvfrom(2048)
+        if data.startswith(b"end"):
+            break
+        count += 1
+        s.settimeout(float(sys.argv[3]))
+except TimeoutError:
+    pass
+print(count, flush=True)
+"""
+
+UDP_SEND = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for i in range(int(sys.argv[3])):
+    s.sendto(b"datagram %d" % i, (sys.argv[1], int(sys.argv[2])))
+    time.sleep(0.001)
+"""
+
+TCP_SINK = r"""
+import socket, sys, time
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+total, first = 0, None
+while data := c.recv(65536):
+    if first is None:
+        first = time.monotonic()
+    total += len(data)
+print(total, time.monotonic() - first, flush=True)
+"""
+
+TCP_SEND = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+block = b"x" * 65536
+left = int(sys.argv[3])
+while left > 0:
+    c.sendall(block[:left])
+    left -= len(block)
+c.close()
+"""
+
+
+def start(host: Host, script: str, *args: object) -> tuple[subprocess.Popen[str], str]:
+    """Start a Python script in ``host``; return it and its first line."""
+    proc = host.popen(
+        [sys.executable, "-c", script, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, readline(proc, 10)
+
+
+def readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the process's stdout, or an AssertionError saying what happened."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            proc.kill()
+            raise AssertionError(f"no output within {timeout} s from {proc.args!r}")
+    line = proc.stdout.readline().strip()
+    if not line:
+        stderr = proc.stderr.read() if proc.stderr else ""
+        raise AssertionError(f"{proc.args!r} printed nothing: {stderr}")
+    return line
+
+
+def run(
+    host: Host, script: str, *args: object, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return host.run([sys.executable, "-c", script, *map(str, args)], timeout=timeout)
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """Kill (if still running) and reap the process; return the rest of its stdout."""
+    if proc.poll() is None:
+        proc.kill()
+    out, _err = proc.communicate()
+    return out

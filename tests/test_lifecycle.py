@@ -1,0 +1,153 @@
+"""up, down, crashes and several playgrounds: nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _net import readline
+from netplay import AlreadyRunningError, Playground
+from netplay.fabric import _procs
+
+pytestmark = pytest.mark.playground
+
+NETPLAY = [sys.executable, "-m", "netplay"]
+
+
+def snapshot() -> dict[str, object]:
+    """What the machine has that a playground could leave behind."""
+
+    def out(argv: list[str]) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+    mounts = sorted(
+        line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
+    return {
+        "netns": sorted(out(["ip", "netns", "list"]).split()),
+        "links": sorted(
+            line.split(":")[1].strip() for line in out(["ip", "-o", "link"]).splitlines()
+        ),
+        "mounts": mounts,
+        "nft": out(["nft", "list", "ruleset"]),
+        "run_netplay": sorted(os.listdir("/run/netplay")) if os.path.isdir("/run/netplay") else [],
+    }
+
+
+def _pins(name: str) -> tuple[list[Path], set[int]]:
+    state = json.loads(Path(f"/run/netplay/{name}/state.json").read_text())
+    pins = [Path(p) for p in state["pins"]]
+    return pins, {os.stat(p).st_ino for p in pins if p.name.endswith(".net")}
+
+
+def test_down_leaves_nothing() -> None:
+    before = snapshot()
+    pg = Playground.up("book", name="clean")
+    pins, inodes = _pins("clean")
+    server = pg.host("www").popen(["sleep", "300"])
+    pg.down()
+    server.wait(timeout=5)
+    assert snapshot() == before
+    assert not any(p.exists() for p in pins)
+    assert _procs.in_namespaces(inodes) == []
+    pg.down()  # idempotent
+    assert snapshot() == before
+
+
+def test_kill_9_of_up_then_down_leaves_nothing() -> None:
+    before = snapshot()
+    up = subprocess.Popen(
+        [*NETPLAY, "up", "--name", "crash"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "is up" in readline(up, 30)
+    pins, inodes = _pins("crash")
+    pg = Playground.attach("crash")
+    runner = pg.host("h1").popen(["sleep", "300"])
+    up.send_signal(signal.SIGKILL)
+    up.communicate()
+    with pytest.raises(Exception, match="not running"):
+        Playground.attach("crash")
+    result = subprocess.run([*NETPLAY, "down", "--name", "crash"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    runner.wait(timeout=5)
+    assert snapshot() == before
+    assert _procs.in_namespaces(inodes) == []
+    assert not any(p.exists() for p in pins)
+
+
+def test_up_after_a_crash_cleans_first() -> None:
+    up = subprocess.Popen(
+        [*NETPLAY, "up", "--name", "again"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "is up" in readline(up, 30)
+    up.send_signal(signal.SIGKILL)
+    up.communicate()
+    with Playground.up("book", name="again") as pg:
+        assert pg.host("h1").run(["ping", "-c1", "-W2", "www"]).returncode == 0
+
+
+def test_two_playgrounds_at_once() -> None:
+    with Playground.up("book", name="one") as one:
+        two = Playground.up("book", name="two")
+        try:
+            assert set(Playground.names()) >= {"one", "two"}
+            with pytest.raises(AlreadyRunningError):
+                Playground.up("book", name="two")
+        finally:
+            two.down()
+        result = one.host("h1").run(["ping", "-c", "1", "-W", "2", "www"])
+        assert result.returncode == 0
+        assert "two" not in Playground.names()
+
+
+def test_generated_topologies_route_end_to_end() -> None:
+    with Playground.up("line:20", name="line") as pg:
+        far = pg.host("h1").run(["ping", "-c", "1", "-W", "2", "10.64.0.20"])
+        assert far.returncode == 0, far.stdout
+        back = pg.host("h20").run(["ping", "-6", "-c", "1", "-W", "2", "fd6e:7000:ffff::1"])
+        assert back.returncode == 0, back.stdout
+    with Playground.up("star:5", name="star") as pg:
+        assert pg.host("h1").run(["ping", "-c", "1", "-W", "2", "h5"]).returncode == 0
+
+
+def test_mtu_of_a_custom_topology(tmp_path: Path) -> None:
+    spec = tmp_path / "mtu.toml"
+    spec.write_text(
+        """
+[hosts.a]
+routes = [{ to = "default", via = "10.0.1.1" }]
+[hosts.r]
+forward = true
+[hosts.b]
+routes = [{ to = "default", via = "10.0.2.1" }]
+[lans.left.hosts]
+a = ["10.0.1.2/24"]
+r = ["10.0.1.1/24"]
+[lans.right]
+mtu = 1400
+[lans.right.hosts]
+r = ["10.0.2.1/24"]
+b = ["10.0.2.2/24"]
+"""
+    )
+    with Playground.up(str(spec)) as pg:
+        assert pg.name == "mtu"
+        mtus = {i["network"]: i["mtu"] for h in pg.status()["hosts"] for i in h["interfaces"]}
+        assert mtus == {"left": 1500, "right": 1400}
+        ok = pg.host("a").run(["ping", "-M", "do", "-s", "1372", "-c", "1", "-W", "2", "10.0.2.2"])
+        big = pg.host("a").run(["ping", "-M", "do", "-s", "1400", "-c", "1", "-W", "2", "10.0.2.2"])
+        assert ok.returncode == 0 and big.returncode != 0

@@ -1,0 +1,111 @@
+"""The book playground behaves like the network it draws (real namespaces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from _net import TCP_ASK, TCP_ECHO_PEER, UDP_COUNT, UDP_SEND, readline, run, start, stop
+from netplay import Playground
+
+pytestmark = pytest.mark.playground
+
+
+def test_h1_reaches_www_by_icmp(book: Playground) -> None:
+    result = book.host("h1").run(["ping", "-c", "1", "-W", "2", "www"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 received" in result.stdout
+
+
+def test_traceroute_from_h1_lists_the_routers_in_order(book: Playground) -> None:
+    result = book.host("h1").run(["traceroute", "-n", "-q", "1", "-w", "2", "www.example.com"])
+    assert result.returncode == 0, result.stderr
+    hops = [line.split()[1] for line in result.stdout.splitlines()[1:]]
+    assert hops == ["192.168.1.1", "10.25.1.1", "10.1.1.1", "10.130.1.1", "10.130.1.4"]
+
+
+@pytest.mark.parametrize(
+    ("client", "seen_as"), [("h1", "10.25.1.65"), ("h2", "10.25.1.65"), ("h4", "10.25.1.66")]
+)
+def test_www_sees_home_hosts_as_their_modem(book: Playground, client: str, seen_as: str) -> None:
+    server, port = start(book.host("www"), TCP_ECHO_PEER, "0.0.0.0", 0, 1)
+    try:
+        result = run(book.host(client), TCP_ASK, "www", port, 5)
+        assert result.stdout.strip() == seen_as, result.stderr
+    finally:
+        stop(server)
+
+
+def test_www_cannot_connect_to_h1(book: Playground) -> None:
+    server, port = start(book.host("h1"), TCP_ECHO_PEER, "0.0.0.0", 0, 1)
+    try:
+        result = run(book.host("www"), TCP_ASK, "192.168.1.11", port, 2)
+        assert result.returncode != 0
+        assert "Error" in result.stderr  # unreachable or timed out, never connected
+        assert "192.168.1.11" not in result.stdout
+    finally:
+        stop(server)
+
+
+def test_h1_cannot_reach_h4_in_the_other_home(book: Playground) -> None:
+    result = book.host("h1").run(["ping", "-c", "1", "-W", "1", "192.168.1.14"])
+    assert result.returncode != 0
+
+
+def test_broadcast_reaches_the_home_lan_only(book: Playground) -> None:
+    receivers = {
+        name: start(book.host(name), UDP_COUNT, "0.0.0.0", 5005, 1.5)[0]
+        for name in ("h2", "h3", "h4")
+    }
+    run(book.host("h1"), UDP_SEND, "192.168.1.255", 5005, 5)
+    counts = {name: int(readline(proc, 10)) for name, proc in receivers.items()}
+    for proc in receivers.values():
+        stop(proc)
+    assert counts["h2"] == 5 and counts["h3"] == 5
+    assert counts["h4"] == 0
+
+
+def test_ipv6_h1_reaches_www(book: Playground) -> None:
+    server, port = start(book.host("www"), TCP_ECHO_PEER, "::", 0, 1)
+    try:
+        result = run(book.host("h1"), TCP_ASK, "fd6e:7000:130::4", port, 5)
+        # no NAT for IPv6: www sees h1's own routed address
+        assert result.stdout.strip() == "fd6e:7000:25:a::11", result.stderr
+    finally:
+        stop(server)
+
+
+def test_ipv6_www_cannot_open_a_connection_to_h1(book: Playground) -> None:
+    server, port = start(book.host("h1"), TCP_ECHO_PEER, "::", 0, 1)
+    try:
+        result = run(book.host("www"), TCP_ASK, "fd6e:7000:25:a::11", port, 2)
+        assert result.returncode != 0
+        assert "timed out" in result.stderr  # the modem's firewall drops it silently
+    finally:
+        stop(server)
+    # and the route itself exists: ICMPv6 from inside gets answers
+    assert book.host("h1").run(["ping", "-6", "-c", "1", "-W", "2", "www"]).returncode == 0
+
+
+def test_hostname_and_etc_files_are_the_hosts_own(book: Playground) -> None:
+    assert book.host("h1").run(["hostname"]).stdout.strip() == "h1"
+    assert book.host("www").run(["hostname"]).stdout.strip() == "www"
+    hosts = book.host("h1").run(["cat", "/etc/hosts"]).stdout
+    assert "10.130.1.4\twww.example.com www" in hosts
+    resolv = book.host("h1").run(["cat", "/etc/resolv.conf"]).stdout
+    assert "search example.com" in resolv
+    assert Path("/etc/hosts").read_text() != hosts
+
+
+def test_the_machines_etc_is_untouched() -> None:
+    before = {p: Path(p).read_bytes() for p in ("/etc/hosts", "/etc/resolv.conf")}
+    with Playground.up("book", name="etc-check") as pg:
+        assert pg.host("h1").run(["hostname"]).stdout.strip() == "h1"
+    after = {p: Path(p).read_bytes() for p in ("/etc/hosts", "/etc/resolv.conf")}
+    assert before == after
+
+
+def test_a_failing_command_reports_its_status(book: Playground) -> None:
+    result = book.host("h1").run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")

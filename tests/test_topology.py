@@ -1,0 +1,177 @@
+"""Pure tests of the topology model, the TOML format and the generators."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from netplay.errors import TopologyError
+from netplay.topology import line, load, loads, star
+
+BOOK_ADDRESSES = {
+    "h1": "192.168.1.11",
+    "h2": "192.168.1.12",
+    "h3": "192.168.1.13",
+    "h4": "192.168.1.14",
+    "modemA": "10.25.1.65",
+    "modemB": "10.25.1.66",
+    "isp": "10.25.1.1",
+    "backbone": "10.1.1.1",
+    "example": "10.130.1.1",
+    "ftp": "10.130.1.2",
+    "mail": "10.130.1.3",
+    "www": "10.130.1.4",
+}
+
+
+def test_book_has_the_twelve_hosts_of_the_design() -> None:
+    book = load("book")
+    assert [h.name for h in book.hosts] == list(BOOK_ADDRESSES)
+    for name, address in BOOK_ADDRESSES.items():
+        assert str(book.primary_addresses(name)[0]) == address
+    assert book.host("modemA").nat == "isp-lan"
+    assert book.host("modemB").nat == "isp-lan"
+    assert book.domain == "example.com"
+
+
+def test_book_is_dual_stack_with_routed_home_prefixes() -> None:
+    book = load("book")
+    for host in book.hosts:
+        versions = {
+            a.version for _net, att in book.attachments_of(host.name) for a in att.addresses
+        }
+        assert versions == {4, 6}, host.name
+    h1 = book.primary_addresses("h1")[1]
+    h4 = book.primary_addresses("h4")[1]
+    assert h1.version == h4.version == 6
+    assert ipaddress.ip_network(f"{h1}/64", strict=False) != ipaddress.ip_network(
+        f"{h4}/64", strict=False
+    ), "the two homes must get different IPv6 prefixes"
+    assert all(a.is_private for a in (h1, h4))
+
+
+def test_etc_hosts_names_every_host_by_short_and_full_name() -> None:
+    text = load("book").etc_hosts()
+    assert "10.130.1.4\twww.example.com www" in text
+    assert "192.168.1.11\th1.example.com h1" in text
+    assert text.startswith("127.0.0.1\tlocalhost")
+
+
+def test_line_routes_are_summarised() -> None:
+    topo = line(100)
+    assert len(topo.hosts) == 100 and len(topo.networks) == 99
+    middle = topo.host("h50")
+    assert len(middle.routes) <= 2 * (1 + 7)  # default + at most log2(100) prefixes, both families
+    assert all(net.kind == "link" for net in topo.networks)
+
+
+def test_star_puts_every_host_on_one_lan() -> None:
+    topo = star(10)
+    assert len(topo.networks) == 1 and len(topo.networks[0].attachments) == 10
+
+
+@pytest.mark.parametrize("spec", ["line:0", "line:x", "star:999999"])
+def test_bad_generator_specs(spec: str) -> None:
+    with pytest.raises(TopologyError, match="number of hosts"):
+        load(spec)
+
+
+GOOD = """\
+name = "tiny"
+
+[hosts.a]
+routes = [{ to = "default", via = "10.0.0.2" }]
+
+[hosts.b]
+forward = true
+
+[lans.net.hosts]
+a = ["10.0.0.1/24"]
+b = ["10.0.0.2/24"]
+"""
+
+
+def test_a_small_file_loads() -> None:
+    topo = loads(GOOD, source="tiny.toml")
+    assert topo.name == "tiny"
+    assert topo.network("net").attachment("b") is not None
+
+
+BROKEN = [
+    # (what, text, expected line, expected words in the message)
+    ("syntax", GOOD.replace('name = "tiny"', "name = "), 1, "syntax"),
+    (
+        "unknown field",
+        GOOD.replace("forward = true", "forwrd = true"),
+        7,
+        "hosts.b.forwrd: unknown field",
+    ),
+    ("wrong type", GOOD.replace("forward = true", 'forward = "yes"'), 7, "must be true or false"),
+    (
+        "bad address",
+        GOOD.replace("10.0.0.1/24", "10.0.0.300/24"),
+        10,
+        "'10.0.0.300/24' is not an IP address",
+    ),
+    ("undeclared host", GOOD + 'c = ["10.0.0.3/24"]\n', 12, "unknown host 'c'"),
+    ("duplicate address", GOOD.replace("10.0.0.2/24", "10.0.0.1/24"), 11, "already used by a"),
+    (
+        "outside the subnet",
+        GOOD.replace("10.0.0.2/24", "10.9.0.2/24"),
+        11,
+        "not in the LAN's subnet",
+    ),
+    (
+        "unreachable gateway",
+        GOOD.replace('via = "10.0.0.2"', 'via = "10.7.7.7"'),
+        4,
+        "gateway 10.7.7.7",
+    ),
+    (
+        "nat on a foreign network",
+        GOOD.replace("forward = true", 'forward = true\nnat = "wan"'),
+        8,
+        "no network is named 'wan'",
+    ),
+    (
+        "bad mtu",
+        GOOD.replace("[lans.net.hosts]", "[lans.net]\nmtu = 100\n[lans.net.hosts]"),
+        10,
+        "MTU 100 is out of range",
+    ),
+    (
+        "link of three",
+        GOOD.replace("[lans.net.hosts]", "[links.net.hosts]") + 'c = "10.0.0.3"\n',
+        9,
+        "exactly two hosts",
+    ),
+    (
+        "bad host name",
+        GOOD.replace("[hosts.b]", "[hosts.2b]").replace("b = [", "2b = ["),
+        6,
+        "not a valid host name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "line", "words"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_files_name_file_line_and_field(what: str, text: str, line: int, words: str) -> None:
+    with pytest.raises(TopologyError) as info:
+        loads(text, source="broken.toml")
+    message = str(info.value)
+    assert message.startswith(f"broken.toml:{line}: "), message
+    assert words in message, message
+
+
+def test_missing_file_is_a_topology_error(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="cannot read the file"):
+        load(str(tmp_path / "nope.toml"))
+
+
+def test_docs_example_is_the_book(tmp_path: Path) -> None:
+    """docs/topology.md's full example must stay loadable and equal to the book."""
+    doc = (Path(__file__).parent.parent / "docs" / "topology.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert loads(example, source="docs") == load("book")
