@@ -88,8 +88,10 @@ def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
         try:
             with open(f"/proc/sys/net/{key}", "w") as f:
                 f.write(value)
-        except (FileNotFoundError, PermissionError):
-            pass  # IPv6 disabled on this kernel, or not ours to set in a user namespace
+        except OSError:
+            # Best effort: IPv6 may be disabled, and in a user namespace some
+            # values are refused (ping_group_range beyond the mapped groups).
+            pass
 
 
 def _factory(

@@ -30,6 +30,7 @@ CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 CHANGE = NLM_F_REQUEST | NLM_F_ACK
 REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 IFF_UP = 1
+IFA_F_NODAD = 0x02  # IPv6 addresses usable at once, whatever the DAD sysctls say
 BRIDGE_INDEX = 2
 PHASES = ("create", "up", "addresses", "routes")
 
@@ -118,7 +119,14 @@ def address(index: int, local: str, prefixlen: int, version: int, peer: str | No
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     attrs = [("IFA_LOCAL", local), ("IFA_ADDRESS", peer or local)]
     return _msg(
-        ifaddrmsg, RTM_NEWADDR, CREATE, family=family, prefixlen=prefixlen, index=index, attrs=attrs
+        ifaddrmsg,
+        RTM_NEWADDR,
+        CREATE,
+        family=family,
+        prefixlen=prefixlen,
+        flags=IFA_F_NODAD if version == 6 else 0,
+        index=index,
+        attrs=attrs,
     )
 
 

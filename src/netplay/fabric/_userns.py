@@ -2,8 +2,8 @@
 
 As an ordinary user, ``up`` forks a *keeper*: it makes a user namespace (in
 which the user is root, mapped to the user's own uid and gid, as rootless
-container tools do) and a mount namespace, then becomes ``sleep infinity``
-holding both.  Every netplay process of that playground (``up`` itself,
+container tools do), a mount namespace and an empty network namespace, then
+becomes ``sleep infinity`` holding them.  Every netplay process of that playground (``up`` itself,
 ``exec``, ``shell``, ``status``, ``down`` from any terminal) joins the
 keeper's namespaces before doing anything else, and then works exactly as
 it would as root.
@@ -36,7 +36,7 @@ def start_keeper() -> int:
     if pid == 0:  # pragma: no cover - reports through the pipe
         try:
             os.close(ready_r)
-            linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS)
+            linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWNET)
             with open("/proc/self/setgroups", "w") as f:
                 f.write("deny")
             with open("/proc/self/uid_map", "w") as f:
@@ -68,14 +68,25 @@ def start_keeper() -> int:
 
 
 def join(pid: int) -> None:
-    """Enter the keeper's user and mount namespaces (single-threaded callers only)."""
-    user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
-    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    """Enter the keeper's user, mount and network namespaces (single-threaded callers only).
+
+    The keeper's own network namespace is empty; joining it matters because a
+    process in the user namespace can no longer enter the machine's network
+    namespace, and the fabric returns to "home" after configuring each host.
+    """
+    fds = [
+        (os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY), flag)
+        for kind, flag in (
+            ("user", linux.CLONE_NEWUSER),
+            ("mnt", linux.CLONE_NEWNS),
+            ("net", linux.CLONE_NEWNET),
+        )
+    ]
     try:
-        linux.setns(user, linux.CLONE_NEWUSER)
-        linux.setns(mnt, linux.CLONE_NEWNS)
+        for fd, flag in fds:
+            linux.setns(fd, flag)
     except OSError as exc:
         raise _deny(exc) from exc
     finally:
-        os.close(user)
-        os.close(mnt)
+        for fd, _flag in fds:
+            os.close(fd)
