@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from _net import readline
-from netplay import AlreadyRunningError, Playground
+from netplay import AlreadyRunningError, NotRunningError, Playground
 from netplay.fabric import _procs
 
 pytestmark = pytest.mark.playground
@@ -60,22 +60,32 @@ def test_down_leaves_nothing() -> None:
     assert snapshot() == before
 
 
-def test_kill_9_of_up_then_down_leaves_nothing() -> None:
-    before = snapshot()
+def _foreground_up(name: str) -> subprocess.Popen[str]:
+    """``netplay up`` in the foreground (console), returned once it says it is up."""
     up = subprocess.Popen(
-        [*NETPLAY, "up", "--name", "crash"],
+        [*NETPLAY, "up", "--name", name],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     assert "is up" in readline(up, 30)
+    return up
+
+
+def _kill_9(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+
+def test_kill_9_of_up_then_down_leaves_nothing() -> None:
+    before = snapshot()
+    up = _foreground_up("crash")
     pins, inodes = _pins("crash")
     pg = Playground.attach("crash")
     runner = pg.host("h1").popen(["sleep", "300"])
-    up.send_signal(signal.SIGKILL)
-    up.communicate()
-    with pytest.raises(Exception, match="not running"):
+    _kill_9(up)
+    with pytest.raises(NotRunningError, match="not running"):
         Playground.attach("crash")
     result = subprocess.run([*NETPLAY, "down", "--name", "crash"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -86,16 +96,7 @@ def test_kill_9_of_up_then_down_leaves_nothing() -> None:
 
 
 def test_up_after_a_crash_cleans_first() -> None:
-    up = subprocess.Popen(
-        [*NETPLAY, "up", "--name", "again"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert "is up" in readline(up, 30)
-    up.send_signal(signal.SIGKILL)
-    up.communicate()
+    _kill_9(_foreground_up("again"))
     with Playground.up("book", name="again") as pg:
         assert pg.host("h1").run(["ping", "-c1", "-W2", "www"]).returncode == 0
 
