@@ -76,3 +76,19 @@ def sethostname(name: str) -> None:
     """sethostname(2) in the current UTS namespace."""
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def ordered_namespaces_cpu() -> set[int]:
+    """Keep this process on one CPU, so that the namespaces it makes are numbered in order.
+
+    The kernel refuses to bind-mount a mount namespace's file (the pins of
+    :mod:`netplay.fabric._namespaces`) unless that namespace is newer than the
+    mounter's, and recent kernels (seen on 6.18) number namespaces from
+    per-CPU batches: two namespaces made on different CPUs may be numbered out
+    of order.  The rootless keeper and the namespace factory both call this
+    before making namespaces, so the hosts' mount namespaces are always newer
+    than the keeper's.  Returns the CPUs allowed before, to restore them.
+    """
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    return allowed

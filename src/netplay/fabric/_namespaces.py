@@ -98,6 +98,7 @@ def _factory(
     specs: Sequence[NsSpec], paths: Paths, hide: Sequence[str], ready: int, go: int
 ) -> None:
     """The child: make each namespace, report, wait to be pinned, go on."""
+    linux.ordered_namespaces_cpu()
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     for point in reversed(_mount_points_under(hide)):

@@ -36,7 +36,9 @@ def start_keeper() -> int:
     if pid == 0:  # pragma: no cover - reports through the pipe
         try:
             os.close(ready_r)
+            allowed = linux.ordered_namespaces_cpu()
             linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+            os.sched_setaffinity(0, allowed)
             with open("/proc/self/setgroups", "w") as f:
                 f.write("deny")
             with open("/proc/self/uid_map", "w") as f:

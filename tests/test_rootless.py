@@ -1,0 +1,116 @@
+"""Rootless: an ordinary user runs up, exec, status and down without sudo.
+
+The test makes a system user of its own, gives it a world-readable copy of
+netplay and its dependencies (the test's own interpreter may live under a
+home directory that user cannot read) and drives the CLI as that user.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netplay.fabric import _procs
+
+pytestmark = pytest.mark.playground
+
+PACKAGES = ("netplay", "pyroute2", "rich", "markdown_it", "mdurl", "pygments")
+PYTHON = "/usr/bin/python3"
+
+
+def _unprivileged_userns() -> bool:
+    try:
+        return Path("/proc/sys/kernel/unprivileged_userns_clone").read_text().strip() != "0"
+    except OSError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[tuple[str, Path]]:
+    """A fresh unprivileged user and a directory of packages it can import."""
+    if not os.access(PYTHON, os.X_OK) or shutil.which("useradd") is None:
+        pytest.skip(f"needs {PYTHON} and useradd (.ci/run installs passwd)")
+    if not _unprivileged_userns():
+        pytest.skip("this kernel does not allow unprivileged user namespaces")
+    name = f"np{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        check=True,
+    )
+    lib = Path(tempfile.mkdtemp(prefix="netplay-rootless-"))
+    uid = pwd.getpwnam(name).pw_uid
+    try:
+        for package in PACKAGES:
+            source = Path(importlib.import_module(package).__path__[0])
+            shutil.copytree(source, lib / package, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run([PYTHON, "-m", "compileall", "-q", str(lib)], check=True)
+        for path in [lib, *lib.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield name, lib
+    finally:
+        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(lib, ignore_errors=True)
+        shutil.rmtree(f"/tmp/netplay-{uid}", ignore_errors=True)
+
+
+def as_user(user: tuple[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+    name, lib = user
+    return subprocess.run(
+        ["runuser", "-u", name, "--", "env", f"PYTHONPATH={lib}", PYTHON, "-m", "netplay", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        check=False,
+    )
+
+
+def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
+    uid = pwd.getpwnam(user[0]).pw_uid
+    up = as_user(user, "up", "--detach")
+    assert up.returncode == 0, up.stderr
+    try:
+        assert as_user(user, "exec", "h1", "--", "hostname").stdout == "h1\n"
+        assert as_user(user, "exec", "h1", "--", "id", "-u").stdout == "0\n"
+        ping = as_user(user, "exec", "h1", "--", "ping", "-c1", "-W2", "www")
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        trace = as_user(user, "exec", "h1", "--", "traceroute", "-n", "-q1", "-w2", "10.130.1.4")
+        hops = [line.split()[1] for line in trace.stdout.splitlines()[1:]]
+        assert hops == ["192.168.1.1", "10.25.1.1", "10.1.1.1", "10.130.1.1", "10.130.1.4"]
+        status = as_user(user, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        described = json.loads(status.stdout)
+        assert described["mode"] == "rootless"
+        assert "h1" in {host["name"] for host in described["hosts"]}
+    finally:
+        down = as_user(user, "down")
+    assert down.returncode == 0, down.stderr
+    assert not Path(f"/tmp/netplay-{uid}/book").exists()
+    assert _user_processes(uid) == []
+    again = as_user(user, "exec", "h1", "--", "hostname")
+    assert again.returncode == 8, again.stderr
+
+
+def _user_processes(uid: int) -> list[int]:
+    """Live (not zombie) processes of ``uid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid and _procs.alive(int(entry.name), None):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
