@@ -52,9 +52,15 @@ def _b(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
-def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0) -> None:
-    """mount(2); ``source`` and ``fstype`` may be None."""
-    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, None), "mount", target)
+def mount(
+    source: str | None,
+    target: str,
+    fstype: str | None = None,
+    flags: int = 0,
+    data: str | None = None,
+) -> None:
+    """mount(2); ``source``, ``fstype`` and ``data`` may be None."""
+    _check(_libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
 
 
 def umount(target: str, flags: int = MNT_DETACH) -> None:

@@ -2,21 +2,22 @@
 
 Hosts get network, mount and UTS namespaces; LAN switches only a network
 namespace.  No process is left running for them: each namespace is pinned
-by bind-mounting its /proc/PID/ns file, as ``ip netns add`` does, so an
-idle host costs only the kernel's memory for it.
+by bind-mounting its namespace file, as ``ip netns add`` does, onto a file
+in the playground's pin directory (a small tmpfs), so an idle host costs
+only the kernel's memory for it.
 
 One forked *factory* child makes them all, one after another.  It first
 makes a template mount namespace (a slave copy of the machine's, without
 any namespace pins in it), and every host's mount namespace is a copy of
 that template: inside, /etc/hosts and /etc/resolv.conf are bind-mounted
 from the playground's files and /sys is remounted for the host's network.
-For each namespace the child reports over a pipe and the parent pins the
-child's /proc/PID/ns files before letting it go on.  The machine's own /etc
-is never written.
-"""
+For each namespace the child reports fds of its namespace files over a
+pipe, and the parent pins them through /proc/CHILD/fd while the child goes
+on to the next.  The machine's own /etc is never written."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -48,6 +49,7 @@ SYSCTLS_FORWARD = (
     ("ipv6/conf/all/forwarding", "1"),
 )
 SYSCTLS_SWITCH = (("ipv6/conf/default/disable_ipv6", "1"),)
+WINDOW = 64  # namespaces the factory may hold open while the parent pins them
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +62,7 @@ class NsSpec:
 
 
 def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
+    """The pin files of a namespace, in the order net, mnt, uts."""
     if spec.host:
         return [paths.net_pin(spec.key), paths.mnt_pin(spec.key), paths.uts_pin(spec.key)]
     return [paths.net_pin(spec.key)]
@@ -75,11 +78,18 @@ def _mount_points_under(prefixes: Sequence[str]) -> list[str]:
     return points
 
 
-def _private_dir(path: Path) -> None:
-    """Make ``path`` a mount point of its own with private propagation."""
+def _pin_dir(path: Path) -> None:
+    """Mount a small private tmpfs at ``path`` for the pins.
+
+    The pins are thousands of empty files on a large playground: on tmpfs
+    they cost nothing, where /run may be a disk (about 1 ms a file on the
+    development machine).  Private, so no pin propagates to other mount
+    namespaces.
+    """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if str(path) not in _mount_points_under([str(path)]):
-        linux.mount(str(path), str(path), None, linux.MS_BIND)
+        flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+        linux.mount("netplay", str(path), "tmpfs", flags, "mode=0700")
     linux.mount(None, str(path), None, linux.MS_PRIVATE)
 
 
@@ -97,7 +107,12 @@ def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
 def _factory(
     specs: Sequence[NsSpec], paths: Paths, hide: Sequence[str], ready: int, go: int
 ) -> None:
-    """The child: make each namespace, report, wait to be pinned, go on."""
+    """The child: make each namespace and report an open fd for each of its files.
+
+    It does not wait for the parent to pin one namespace before making the
+    next: up to WINDOW of them are held open by fd while the parent pins them
+    from /proc/PID/fd, so the two work side by side.
+    """
     linux.ordered_namespaces_cpu()
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
@@ -107,6 +122,7 @@ def _factory(
     template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
     hosts_file = str(paths.etc_dir / "hosts")
     resolv_file = str(paths.etc_dir / "resolv.conf")
+    held: collections.deque[list[int]] = collections.deque()
     for spec in specs:
         if spec.host:
             linux.setns(template, linux.CLONE_NEWNS)
@@ -126,14 +142,25 @@ def _factory(
             _write_sysctls(SYSCTLS_FORWARD)
         if not spec.host:
             _write_sysctls(SYSCTLS_SWITCH)
-        os.write(ready, b"r")
-        if os.read(go, 1) != b"g":
-            return
+        fds = [os.open(f"/proc/self/ns/{kind}", os.O_RDONLY) for kind in _kinds(spec)]
+        held.append(fds)
+        os.write(ready, ("r " + " ".join(map(str, fds)) + "\n").encode())
+        if len(held) >= WINDOW:
+            if os.read(go, 1) != b"g":
+                return
+            for fd in held.popleft():
+                os.close(fd)
+    while os.read(go, 1 << 16):  # keep the last ones open until all are pinned
+        pass
+
+
+def _kinds(spec: NsSpec) -> tuple[str, ...]:
+    return ("net", "mnt", "uts") if spec.host else ("net",)
 
 
 def create(paths: Paths, specs: Sequence[NsSpec]) -> None:
     """Make and pin every namespace in ``specs`` (in this order)."""
-    _private_dir(paths.ns_dir)
+    _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
     for spec in specs:
         for pin in pins_of(paths, spec):
@@ -150,25 +177,26 @@ def create(paths: Paths, specs: Sequence[NsSpec]) -> None:
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):
-                os.write(ready_w, f"e{exc}".encode()[:500])
+                message = str(exc).replace("\n", " ")
+                os.write(ready_w, f"e {message}\n".encode()[:500])
         finally:
             os._exit(status)
     os.close(ready_w)
     os.close(go_r)
     try:
-        for spec in specs:
-            answer = os.read(ready_r, 512)
-            if not answer.startswith(b"r"):
-                message = answer[1:].decode(errors="replace") or "the namespace factory died"
-                raise OSError(errno.EIO, message)
-            kinds = ("net", "mnt", "uts") if spec.host else ("net",)
-            for kind, pin in zip(kinds, pins_of(paths, spec), strict=False):
-                linux.mount(f"/proc/{pid}/ns/{kind}", str(pin), None, linux.MS_BIND)
-            link = paths.netns_link(spec.key)
-            if link is not None:
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(paths.net_pin(spec.key))
-            os.write(go_w, b"g")
+        with open(ready_r, "rb", closefd=False) as reports:
+            for spec in specs:
+                answer = reports.readline().decode(errors="replace").split()
+                if not answer or answer[0] != "r":
+                    message = " ".join(answer[1:]) or "the namespace factory died"
+                    raise OSError(errno.EIO, message)
+                for fd, pin in zip(answer[1:], pins_of(paths, spec), strict=True):
+                    linux.mount(f"/proc/{pid}/fd/{fd}", str(pin), None, linux.MS_BIND)
+                link = paths.netns_link(spec.key)
+                if link is not None:
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to(paths.net_pin(spec.key))
+                os.write(go_w, b"g")
     finally:
         os.close(ready_r)
         os.close(go_w)
@@ -202,7 +230,7 @@ def remove(pins: Sequence[Path], links: Sequence[Path]) -> None:
 
 
 def release_dir(paths: Paths) -> None:
-    """Undo the private bind mount of the pin directory."""
+    """Unmount the pins' tmpfs."""
     with contextlib.suppress(OSError):
         linux.umount(str(paths.ns_dir))
 
