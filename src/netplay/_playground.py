@@ -152,13 +152,13 @@ class Playground:
         (paths.etc_dir / "resolv.conf").write_text(topo.etc_resolv_conf())
         namespaces.create(paths, specs)
         fds: dict[str, int] = {}
-        sockets: dict[str, IPRoute] = {}
+        sockets: dict[str, nl.Socket] = {}
         try:
             for spec in specs:
                 pin = paths.net_pin(spec.key)
                 fds[spec.key] = os.open(pin, os.O_RDONLY)
                 with namespaces.netns(pin):
-                    sockets[spec.key] = IPRoute()
+                    sockets[spec.key] = nl.Socket()
             nl.execute(nl.plan(topo, fds), sockets)
         finally:
             for sock in sockets.values():

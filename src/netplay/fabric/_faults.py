@@ -155,11 +155,14 @@ class Faults:
         """Set both ends down or up; going up puts back the routes the kernel dropped."""
         hosts = {h.name: h for h in topology.hosts}
         for end, pin in self._each(c):
-            items = [(nl.link_state(end.index, up), f"set {end.ifname} {'up' if up else 'down'}")]
+            requests = [
+                nl.link_state(end.index, up).saying(f"set {end.ifname} {'up' if up else 'down'}")
+            ]
             if up and end.ns in hosts:
-                items += nl.routes(hosts[end.ns], nl.REPLACE)
-            with netns(pin), IPRoute() as ipr:
-                nl.send(ipr, end.ns, items)
+                interfaces = topology.by_host()[end.ns]
+                requests += nl.routes(hosts[end.ns], interfaces, nl.REPLACE)
+            with netns(pin), nl.Socket() as sock:
+                sock.send(end.ns, requests)
 
     def delay(self, c: Cable, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """netem delay at each end's egress (replaces a rate limit there)."""

@@ -1,0 +1,88 @@
+"""Our rtnetlink encoding, read back by pyroute2's decoder, and refusals from a real kernel."""
+
+from __future__ import annotations
+
+import socket
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_interface
+
+import pytest
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+from netplay import Playground, errors
+from netplay.fabric import _namespaces as namespaces
+from netplay.fabric import _netlink as nl
+
+
+def decode(cls: type, request: nl.Request) -> dict[str, object]:
+    """Parse a request the way pyroute2 parses what the kernel sends."""
+    header = nl.NLMSGHDR.pack(nl.NLMSGHDR.size + len(request.body), request.kind, 0, 1, 0)
+    msg = cls(header + request.body)
+    msg.decode()
+    return dict(msg)
+
+
+def test_veth_request() -> None:
+    request = nl.veth("eth1", 3, "p4", 7, 42, 1400)
+    msg = decode(ifinfmsg, request)
+    assert request.kind == nl.RTM_NEWLINK and request.flags == nl.CREATE
+    attrs = dict(msg["attrs"])  # type: ignore[call-overload]
+    assert msg["index"] == 3 and attrs["IFLA_IFNAME"] == "eth1" and attrs["IFLA_MTU"] == 1400
+    info = dict(attrs["IFLA_LINKINFO"]["attrs"])
+    assert info["IFLA_INFO_KIND"] == "veth"
+    peer = info["IFLA_INFO_DATA"].get_attr("VETH_INFO_PEER")
+    assert peer["index"] == 7
+    assert peer.get_attr("IFLA_IFNAME") == "p4" and peer.get_attr("IFLA_NET_NS_FD") == 42
+
+
+def test_link_up_with_master() -> None:
+    msg = decode(ifinfmsg, nl.link_up(5, master=2))
+    assert (msg["index"], msg["flags"], msg["change"]) == (5, nl.IFF_UP, nl.IFF_UP)
+    assert dict(msg["attrs"])["IFLA_MASTER"] == 2  # type: ignore[call-overload]
+
+
+def test_address_requests() -> None:
+    v4 = decode(ifaddrmsg, nl.address(2, ip_interface("10.25.1.65/16"), None))
+    assert (v4["family"], v4["prefixlen"], v4["index"], v4["flags"]) == (socket.AF_INET, 16, 2, 0)
+    assert dict(v4["attrs"])["IFA_LOCAL"] == "10.25.1.65"  # type: ignore[call-overload]
+    peer = IPv6Address("fd6e:7000:1::2")
+    v6 = decode(ifaddrmsg, nl.address(3, ip_interface("fd6e:7000:1::1/128"), peer))
+    attrs = dict(v6["attrs"])  # type: ignore[call-overload]
+    assert v6["flags"] == nl.IFA_F_NODAD and v6["prefixlen"] == 128
+    assert (attrs["IFA_LOCAL"], attrs["IFA_ADDRESS"]) == ("fd6e:7000:1::1", "fd6e:7000:1::2")
+
+
+def test_route_requests() -> None:
+    msg = decode(rtmsg, nl.route(IPv4Network("10.130.0.0/16"), IPv4Address("10.1.1.2")))
+    attrs = dict(msg["attrs"])  # type: ignore[call-overload]
+    assert (msg["dst_len"], msg["table"], msg["proto"]) == (16, 254, nl.RTPROT_STATIC)
+    assert (attrs["RTA_DST"], attrs["RTA_GATEWAY"]) == ("10.130.0.0", "10.1.1.2")
+    default = decode(rtmsg, nl.route(IPv4Network("0.0.0.0/0"), IPv4Address("192.168.1.1")))
+    assert default["dst_len"] == 0 and "RTA_DST" not in dict(default["attrs"])  # type: ignore[call-overload]
+    peer = nl.peer_route(IPv6Address("fd6e:7000:1::2"), 4)
+    assert peer.flags == nl.REPLACE
+    attrs = dict(decode(rtmsg, peer)["attrs"])  # type: ignore[call-overload]
+    assert (attrs["RTA_DST"], attrs["RTA_OIF"], attrs["RTA_PRIORITY"]) == ("fd6e:7000:1::2", 4, 256)
+
+
+@pytest.mark.playground
+def test_refusal_names_the_step_and_the_kernels_reason(book: Playground) -> None:
+    request = nl.route(IPv4Network("10.99.0.0/16"), IPv4Address("10.98.0.1"))
+    with namespaces.netns(book.paths.net_pin("h1")), nl.Socket() as sock:
+        with pytest.raises(errors.FabricError) as caught:
+            sock.send("h1", [nl.link_up(1).saying("bring lo up"), request.saying("add a route")])
+    message = str(caught.value)
+    assert message.startswith("the kernel refused to add a route on h1 (")
+    assert "gateway" in message.lower() or "unreachable" in message.lower()
+
+
+@pytest.mark.playground
+def test_many_requests_in_one_batch(book: Playground) -> None:
+    """More requests than one datagram carries: every one is sent and acknowledged."""
+    gateway = IPv4Address("10.130.1.1")
+    requests = [nl.route(IPv4Network(f"10.200.{i}.0/24"), gateway) for i in range(200)]
+    with namespaces.netns(book.paths.net_pin("www")), nl.Socket() as sock:
+        sock.send("www", requests)
+    table = book.host("www").run(["ip", "-4", "route", "show", "root", "10.200.0.0/16"], check=True)
+    assert len(table.stdout.splitlines()) == 200
