@@ -431,7 +431,6 @@ def _teardown(paths: Paths, state: dict[str, Any]) -> None:
         paths.state,
         paths.state.with_suffix(".tmp"),
         paths.dir,
-        paths.base,
     ):
         try:
             path.rmdir() if path.is_dir() else path.unlink()
@@ -441,3 +440,5 @@ def _teardown(paths: Paths, state: dict[str, Any]) -> None:
             if exc.errno != errno.ENOTEMPTY:
                 raise
             log.warning("left %s: it holds files netplay did not make", path)
+    with contextlib.suppress(OSError):
+        paths.base.rmdir()  # not while other playgrounds live there

@@ -48,7 +48,13 @@ SYSCTLS_FORWARD = (
     ("ipv4/ip_forward", "1"),
     ("ipv6/conf/all/forwarding", "1"),
 )
-SYSCTLS_SWITCH = (("ipv6/conf/default/disable_ipv6", "1"),)
+SYSCTLS_SWITCH = (
+    ("ipv6/conf/default/disable_ipv6", "1"),
+    # a switch forwards frames; it does not run the IP firewall (br_netfilter) on them.
+    ("bridge/bridge-nf-call-iptables", "0"),
+    ("bridge/bridge-nf-call-ip6tables", "0"),
+    ("bridge/bridge-nf-call-arptables", "0"),
+)
 WINDOW = 64  # namespaces the factory may hold open while the parent pins them
 
 
