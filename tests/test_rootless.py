@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from netplay.fabric import _linux as linux
 from netplay.fabric import _procs
 
 pytestmark = pytest.mark.playground
@@ -114,3 +115,43 @@ def _user_processes(uid: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_no_user_namespaces_left_is_one_sentence(user: tuple[str, Path]) -> None:
+    """In a user namespace whose limit of user namespaces is 0, `up` says so and exits 3.
+
+    The limit is set inside a user namespace the test makes (it maps the
+    machine's ids 0-65535 unchanged), so the machine's own limit is never
+    touched; the user then runs netplay in it.
+    """
+    name, lib = user
+    account = pwd.getpwnam(name)
+    argv = ["env", f"PYTHONPATH={lib}", PYTHON, "-m", "netplay", "up", "--detach"]
+    mapped, go = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs netplay or exits 99
+        try:
+            linux.unshare(linux.CLONE_NEWUSER)
+            os.write(mapped[1], b"u")
+            os.read(go[0], 1)
+            Path("/proc/sys/user/max_user_namespaces").write_text("0")
+            os.dup2(os.open(lib / "stderr", os.O_WRONLY | os.O_CREAT, 0o644), 2)
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+            os.chdir("/")
+            os.execvp(argv[0], argv)
+        finally:
+            os._exit(99)
+    os.read(mapped[0], 1)
+    for kind in ("uid_map", "gid_map"):
+        Path(f"/proc/{pid}/{kind}").write_text("0 0 65536")
+    os.write(go[1], b"g")
+    for fd in (*mapped, *go):
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    stderr = (lib / "stderr").read_text()
+    assert os.waitstatus_to_exitcode(status) == 3, stderr
+    assert stderr.startswith("netplay: ") and len(stderr.splitlines()) == 1
+    assert "user.max_user_namespaces" in stderr
+    assert not Path(f"/tmp/netplay-{account.pw_uid}/book/state.json").exists()

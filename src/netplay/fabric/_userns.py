@@ -21,6 +21,13 @@ from netplay.fabric import _linux as linux
 
 
 def _deny(exc: OSError) -> NoPrivilegesError:
+    if exc.errno == errno.ENOSPC:
+        return NoPrivilegesError(
+            "netplay needs root or a user namespace, and this user may make no more "
+            "user namespaces (the limit user.max_user_namespaces is reached)",
+            hint="run it as root (sudo), or raise the limit "
+            "(sysctl user.max_user_namespaces=15000)",
+        )
     return NoPrivilegesError(
         f"netplay needs root or unprivileged user namespaces, and this system "
         f"refused a user namespace ({exc.strerror})"
