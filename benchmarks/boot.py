@@ -1,0 +1,212 @@
+"""Boot benchmark: time to ready and to down, and memory, against an `ip -batch` floor.
+
+For each topology (default: book, line:100, line:1000) this runs, each in a
+fresh process:
+
+- netplay: ``Playground.up`` until ready, then ``down``; the peak memory of
+  that process, and the memory the kernel holds per idle host (the drop in
+  MemAvailable while the playground is up, divided by its hosts);
+- the floor: the same network namespaces, veth pairs, bridges, addresses
+  and routes made with iproute2 (``ip -batch``: one process for the
+  namespaces and links, then one per namespace, since a batch cannot change
+  namespace), and removed with ``ip -batch`` ``netns del``.  The floor makes
+  no mount or UTS namespaces, no /etc files, no sysctls and no NAT.
+
+Each figure is printed with its ratio to the floor and, where DESIGN.md sets
+one, its target.  Run as root:
+
+    python3 benchmarks/boot.py                    # all three
+    python3 benchmarks/boot.py book --repeat 5    # the median of five runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+from netplay import Playground
+from netplay.topology import Topology, load
+
+TARGETS = {  # (topology, figure): the most DESIGN.md allows
+    ("book", "ready_s"): 0.3,
+    ("line:1000", "ready_s"): 10.0,
+    ("line:1000", "down_s"): 3.0,
+}
+MAX_MIB_PER_HOST = 2.0
+SETTLE_S = 1.0  # let the kernel finish deferred work before reading memory
+
+
+def mem_available_kib() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def measure_netplay(spec: str) -> dict[str, float]:
+    hosts = len(load(spec).hosts)
+    before = mem_available_kib()
+    start = time.perf_counter()
+    pg = Playground.up(spec, name=f"bench{os.getpid()}")
+    ready = time.perf_counter() - start
+    time.sleep(SETTLE_S)
+    held = before - mem_available_kib()
+    start = time.perf_counter()
+    pg.down()
+    down = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "ready_s": ready,
+        "down_s": down,
+        "peak_mib": peak / 1024,
+        "mib_per_host": held / 1024 / hosts,
+    }
+
+
+def _ns(prefix: str, key: str) -> str:
+    return f"{prefix}{key}"
+
+
+def floor_commands(topology: Topology, prefix: str) -> tuple[list[str], dict[str, list[str]]]:
+    """The ``ip -batch`` lines: one batch in the machine's namespace, one per namespace."""
+    main: list[str] = []
+    inside: dict[str, list[str]] = {}
+    for host in topology.hosts:
+        main.append(f"netns add {_ns(prefix, host.name)}")
+        inside[host.name] = ["link set lo up"]
+    for net in topology.networks:
+        if net.kind == "lan":
+            sw = f"{net.name}.sw"
+            main.append(f"netns add {_ns(prefix, sw)}")
+            main.append(
+                f"link add br0 netns {_ns(prefix, sw)} type bridge forward_delay 0 stp_state 0"
+            )
+            inside[sw] = ["link set lo up", "link set br0 up"]
+            for i, att in enumerate(net.attachments):
+                main.append(
+                    f"link add {att.ifname} netns {_ns(prefix, att.host)} mtu {net.mtu} type veth "
+                    f"peer name p{i} netns {_ns(prefix, sw)} mtu {net.mtu}"
+                )
+                inside[sw].append(f"link set p{i} master br0 up")
+        else:
+            a, b = net.attachments
+            main.append(
+                f"link add {a.ifname} netns {_ns(prefix, a.host)} mtu {net.mtu} type veth "
+                f"peer name {b.ifname} netns {_ns(prefix, b.host)} mtu {net.mtu}"
+            )
+        for att in net.attachments:
+            lines = inside[att.host]
+            lines.append(f"link set {att.ifname} up")
+            for addr in att.addresses:
+                peer = net.peer_of(att, addr)
+                nodad = " nodad" if addr.version == 6 else ""
+                if peer is None:
+                    lines.append(f"addr add {addr} dev {att.ifname}{nodad}")
+                else:
+                    lines.append(
+                        f"addr add {addr.ip} peer {peer}/{addr.network.prefixlen} "
+                        f"dev {att.ifname}{nodad}"
+                    )
+                    if addr.version == 6:  # as netplay does: not left to the kernel's work queue
+                        lines.append(f"route replace {peer}/128 dev {att.ifname} metric 256")
+    for host in topology.hosts:
+        inside[host.name].extend(f"route add {r.to} via {r.via}" for r in host.routes)
+    return main, inside
+
+
+def _batch(lines: list[str], netns: str | None = None) -> None:
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
+    subprocess.run(argv, input="\n".join(lines) + "\n", text=True, check=True)
+
+
+def measure_floor(spec: str) -> dict[str, float]:
+    topology = load(spec)
+    prefix = f"npfloor{os.getpid()}-"
+    main, inside = floor_commands(topology, prefix)
+    names = [line.split()[2] for line in main if line.startswith("netns add")]
+    before = mem_available_kib()
+    start = time.perf_counter()
+    try:
+        _batch(main)
+        for key, lines in inside.items():
+            _batch(lines, _ns(prefix, key))
+        ready = time.perf_counter() - start
+        time.sleep(SETTLE_S)
+        held = before - mem_available_kib()
+    finally:
+        start = time.perf_counter()
+        existing = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+        _batch([f"netns del {name}" for name in names if name in existing])
+        down = time.perf_counter() - start
+    return {"ready_s": ready, "down_s": down, "mib_per_host": held / 1024 / len(topology.hosts)}
+
+
+def run_one(kind: str, spec: str) -> dict[str, float]:
+    """Measure in a fresh process, so that peak memory and caches are its own."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", kind, spec],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def rows(spec: str, ours: dict[str, float], floor: dict[str, float]) -> Iterator[str]:
+    for key, label, unit in (
+        ("ready_s", "ready", "s"),
+        ("down_s", "down", "s"),
+        ("mib_per_host", "memory per idle host", "MiB"),
+        ("peak_mib", "peak memory of the netplay process", "MiB"),
+    ):
+        value = ours[key]
+        ratio = f"{value / floor[key]:.2f}x" if key in floor and floor[key] > 0 else "-"
+        reference = f"{floor[key]:.3f}" if key in floor else "-"
+        target = TARGETS.get((spec, key))
+        if key == "mib_per_host":
+            target = MAX_MIB_PER_HOST
+        verdict = "-" if target is None else ("ok" if value <= target else f"OVER {target}")
+        yield f"{spec:<10} {label:<36} {value:>9.3f} {unit:<4} {reference:>9} {ratio:>7}  {verdict}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("specs", nargs="*", default=["book", "line:100", "line:1000"])
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each measurement; the median is shown"
+    )
+    parser.add_argument("--one", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        kind, spec = args.one
+        measure = measure_netplay if kind == "netplay" else measure_floor
+        print(json.dumps(measure(spec)))
+        return 0
+    if os.geteuid() != 0:
+        print("boot.py: run as root (the floor uses `ip netns add`)", file=sys.stderr)
+        return 2
+    header = ("topology", "figure", "netplay", "", "ip -batch", "ratio")
+    print("{:<10} {:<36} {:>9} {:<4} {:>9} {:>7}  target".format(*header))
+    for spec in args.specs:
+        floor = median([run_one("floor", spec) for _ in range(args.repeat)])
+        ours = median([run_one("netplay", spec) for _ in range(args.repeat)])
+        for row in rows(spec, ours, floor):
+            print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
