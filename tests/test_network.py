@@ -92,9 +92,9 @@ def test_hostname_and_etc_files_are_the_hosts_own(book: Playground) -> None:
     assert book.host("h1").run(["hostname"]).stdout.strip() == "h1"
     assert book.host("www").run(["hostname"]).stdout.strip() == "www"
     hosts = book.host("h1").run(["cat", "/etc/hosts"]).stdout
-    assert "10.130.1.4\twww.example.com www" in hosts
+    assert "192.168.1.11\th1.example.com h1" in hosts and "www" not in hosts  # names: DNS
     resolv = book.host("h1").run(["cat", "/etc/resolv.conf"]).stdout
-    assert "search example.com" in resolv
+    assert "nameserver 10.1.1.1\nnameserver fd6e:7000:1::1\nsearch example.com" in resolv
     assert Path("/etc/hosts").read_text() != hosts
 
 

@@ -32,7 +32,8 @@ from netplay.topology._model import (
 
 T = TypeVar("T")
 
-_TOP_KEYS = {"name", "domain", "hosts", "lans", "links"}
+_TOP_KEYS = {"name", "domain", "hosts", "lans", "links", "dns"}
+_DNS_KEYS = {"records", "zones"}
 _HOST_KEYS = {"forward", "nat", "routes", "services"}
 _NET_KEYS = {"mtu", "hosts"}
 _GENERATORS: dict[str, Callable[[int], Topology]] = {"line": line, "star": star}
@@ -123,7 +124,34 @@ def _build(data: Mapping[str, Any], default_name: str) -> Topology:
     for kind in ("lan", "link"):
         for net_name, value in _table(data.get(kind + "s", {}), kind + "s").items():
             networks.append(_network(kind, net_name, value, counters))
-    return Topology(name=name, domain=domain, hosts=hosts, networks=tuple(networks))
+    records, zones = _dns(_table(data.get("dns", {}), "dns", _DNS_KEYS))
+    return Topology(
+        name=name,
+        domain=domain,
+        hosts=hosts,
+        networks=tuple(networks),
+        records=records,
+        zones=zones,
+    )
+
+
+def _records(value: object, where: str) -> tuple[str, ...]:
+    items = _want(value, list, where, 'a list of records such as "www MX 10 smtp"')
+    for i, item in enumerate(items):
+        _want(item, str, f"{where}[{i}]", 'a record such as "www MX 10 smtp"')
+    return tuple(items)
+
+
+def _dns(table: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    records = _records(table.get("records", []), "dns.records")
+    zones = {
+        origin: _records(
+            _table(zone, f"dns.zones.{origin}", {"records"}).get("records", []),
+            f"dns.zones.{origin}.records",
+        )
+        for origin, zone in _table(table.get("zones", {}), "dns.zones").items()
+    }
+    return records, zones
 
 
 def _host(name: str, table: Mapping[str, Any]) -> Host:

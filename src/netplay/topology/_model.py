@@ -113,6 +113,10 @@ class Topology:
     hosts: tuple[Host, ...]
     networks: tuple[Network, ...]
     domain: str | None = None
+    #: extra records of the domain's zone, in master-file syntax ("www MX 10 smtp")
+    records: tuple[str, ...] = ()
+    #: further zones the DNS server is authoritative for: origin -> records
+    zones: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:
@@ -159,8 +163,22 @@ class Topology:
         ]
         return sorted(both, key=lambda net: net.kind != "link")
 
+    def dns_host(self) -> str | None:
+        """The host that serves DNS (a service of kind "dns"), if any."""
+        for host in self.hosts:
+            if any(s.kind == "dns" for s in host.services):
+                return host.name
+        return None
+
+    def etc_hosts_of(self, host: str) -> str:
+        """With a DNS server, a host's /etc/hosts holds only localhost and its own name."""
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        names = [self.fqdn(host), host] if self.domain else [host]
+        lines.extend(f"{a}\t{' '.join(names)}" for a in self.primary_addresses(host))
+        return "\n".join(lines) + "\n"
+
     def etc_hosts(self) -> str:
-        """The /etc/hosts every host of the playground gets."""
+        """The /etc/hosts every host of a playground without DNS gets: every name."""
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
         for host in self.hosts:
             names = [self.fqdn(host.name), host.name] if self.domain else [host.name]
@@ -169,9 +187,13 @@ class Topology:
         return "\n".join(lines) + "\n"
 
     def etc_resolv_conf(self) -> str:
-        """The /etc/resolv.conf every host gets (names come from /etc/hosts for now)."""
+        """The /etc/resolv.conf every host gets: the DNS server's addresses, if any."""
         search = f"search {self.domain}\n" if self.domain else ""
-        return "# netplay: playground names resolve through /etc/hosts\n" + search
+        server = self.dns_host()
+        if server is None:
+            return "# netplay: playground names resolve through /etc/hosts\n" + search
+        servers = "".join(f"nameserver {a}\n" for a in self.primary_addresses(server))
+        return f"# netplay: the playground's DNS server on {server}\n{servers}{search}"
 
 
 def check(topology: Topology) -> None:
