@@ -25,7 +25,7 @@ from netplay.fabric import _procs
 
 pytestmark = pytest.mark.playground
 
-PACKAGES = ("netplay", "pyroute2", "rich", "markdown_it", "mdurl", "pygments")
+PACKAGES = ("netplay", "dns", "pyroute2", "rich", "markdown_it", "mdurl", "pygments")
 PYTHON = "/usr/bin/python3"
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
+from netplay import dns
+from netplay.dns import _server as dns_server
 from netplay.errors import (
     AlreadyRunningError,
     FabricError,
@@ -148,7 +150,12 @@ class Playground:
     def _build(self, specs: list[namespaces.NsSpec]) -> None:
         topo, paths = self.topology, self.paths
         paths.etc_dir.mkdir(parents=True, exist_ok=True)
-        (paths.etc_dir / "hosts").write_text(topo.etc_hosts())
+        dns_host = topo.dns_host()
+        if dns_host is None:
+            (paths.etc_dir / "hosts").write_text(topo.etc_hosts())
+        else:
+            for host in topo.hosts:
+                (paths.etc_dir / f"hosts.{host.name}").write_text(topo.etc_hosts_of(host.name))
         (paths.etc_dir / "resolv.conf").write_text(topo.etc_resolv_conf())
         namespaces.create(paths, specs)
         fds: dict[str, int] = {}
@@ -170,6 +177,24 @@ class Playground:
                 outside = topo.network(host.nat).attachment(host.name)
                 assert outside is not None
                 nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
+        if dns_host is not None:
+            self._start_dns(dns_host)
+
+    def _start_dns(self, host: str) -> None:
+        topo, paths = self.topology, self.paths
+        zones = dns.build(topo)
+        every = (str(a.ip) for _net, att in topo.attachments_of(host) for a in att.addresses)
+        addresses = list(dict.fromkeys(every))  # a router may use one address on several links
+        fds = namespaces.open_host(paths, host)
+        try:
+            pid = dns_server.start(fds, zones, addresses, paths.dir / "dns.log")
+        finally:
+            for fd, _kind in fds:
+                os.close(fd)
+        self.state["dns"] = {"host": host, "pid": pid, "start": procs.start_time(pid)}
+        write_state(paths, self.state)
+        with namespaces.netns(paths.net_pin(host)):
+            dns_server.confirm(str(topo.primary_addresses(host)[0]), topo.fqdn(host))
 
     def detach(self) -> None:
         """Leave the playground running after this process exits."""
@@ -308,6 +333,17 @@ class Playground:
         write_state(self.paths, self.state)
         return current
 
+    def _dns_status(self) -> dict[str, Any] | None:
+        host = self.topology.dns_host()
+        if host is None:
+            return None
+        return {
+            "host": host,
+            "addresses": [str(a) for a in self.topology.primary_addresses(host)],
+            "port": 53,
+            "state": _dns_state(self.state),
+        }
+
     def status(self) -> dict[str, Any]:
         """Hosts, interfaces (live state and addresses), networks and faults."""
         hosts = []
@@ -349,7 +385,15 @@ class Playground:
                 for n in self.topology.networks
             ],
             "faults": self.state.get("faults", {}),
+            "dns": self._dns_status(),
         }
+
+
+def _dns_state(state: dict[str, Any]) -> str:
+    server = state.get("dns")
+    if not server:
+        return "none"
+    return "running" if procs.alive(server["pid"], server.get("start")) else "stopped"
 
 
 def _live(pin: Path) -> dict[str, dict[str, Any]]:
@@ -423,10 +467,13 @@ def _teardown(paths: Paths, state: dict[str, Any]) -> None:
             Path("/run/netns").rmdir()
     if keeper is not None and keeper_alive:
         procs.terminate([keeper], grace=0)
+    own_hosts = sorted(paths.etc_dir.glob("hosts.*")) if paths.etc_dir.is_dir() else []
     for path in (
         paths.etc_dir / "hosts",
+        *own_hosts,
         paths.etc_dir / "resolv.conf",
         paths.etc_dir,
+        paths.dir / "dns.log",
         paths.ns_dir,
         paths.state,
         paths.state.with_suffix(".tmp"),

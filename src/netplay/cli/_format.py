@@ -49,7 +49,14 @@ def format_status(status: dict[str, Any]) -> str:
         networks.add_row(
             net["name"], net["kind"], str(net["mtu"]), " ".join(net["hosts"]), "; ".join(here)
         )
-    return _render(hosts, networks)
+    services = Table(title="services")
+    for column in ("service", "host", "listens on", "state"):
+        services.add_column(column)
+    server = status.get("dns")
+    if server:
+        where = " ".join(f"{a} port {server['port']}" for a in server["addresses"])
+        services.add_row("dns", server["host"], where, server["state"])
+    return _render(hosts, networks, services) if server else _render(hosts, networks)
 
 
 def describe_faults(faults: dict[str, Any]) -> str:

@@ -134,7 +134,8 @@ def _factory(
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
-            linux.mount(hosts_file, "/etc/hosts", None, linux.MS_BIND)
+            own = paths.etc_dir / f"hosts.{spec.key}"  # with DNS: only the host's own name
+            linux.mount(str(own) if own.exists() else hosts_file, "/etc/hosts", None, linux.MS_BIND)
             linux.mount(resolv_file, "/etc/resolv.conf", None, linux.MS_BIND)
             with contextlib.suppress(OSError):
                 linux.umount("/sys")

@@ -1,0 +1,191 @@
+"""The DNS server's core: ``answer(query) -> response``, bytes in and bytes out.
+
+No sockets and no clock: the drivers in :mod:`netplay.dns._server` call it
+for every UDP datagram and every TCP message.  What it guarantees:
+
+- authoritative answers (AA) from our zones only; REFUSED for any other
+  name (no recursion: nothing ever leaves the playground);
+- NXDOMAIN for names that do not exist, NODATA (NOERROR, empty answer) for
+  names that exist without that type, both with the zone's SOA in the
+  authority section; empty non-terminals are names that exist;
+- CNAME chains followed inside our zones; names compared without case;
+- ANY answered minimally (one RRset, as RFC 8482 allows);
+- the response fits ``max_size`` (512, or the client's EDNS payload size
+  over UDP): when it does not, an empty response with TC set, so the
+  client retries over TCP;
+- malformed input: FORMERR when the header can be read, silence when not
+  (None); responses (QR set) are ignored.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rrset
+import dns.zone
+
+from netplay.dns._zones import Zones
+
+UDP_DEFAULT = 512
+UDP_MAX = 4096  # the most we send over UDP, whatever a client offers
+TCP_MAX = 65535
+MAX_CHAIN = 8
+HEADER = struct.Struct("!HHHHHH")
+
+
+def _formerr(wire: bytes) -> bytes | None:
+    """FORMERR echoing the ID and opcode, if there is a header to echo."""
+    if len(wire) < HEADER.size:
+        return None
+    ident, flags = struct.unpack_from("!HH", wire)
+    if flags & dns.flags.QR:
+        return None
+    reply_flags = dns.flags.QR | (flags & 0x7800) | (flags & dns.flags.RD) | dns.rcode.FORMERR
+    return HEADER.pack(ident, reply_flags, 0, 0, 0, 0)
+
+
+def _zone_of(zones: Zones, name: dns.name.Name) -> dns.zone.Zone | None:
+    """The zone with the longest origin that contains ``name``."""
+    while True:
+        zone = zones.get(name)
+        if zone is not None:
+            return zone
+        if name == dns.name.root or len(name) <= 1:
+            return None
+        name = name.parent()
+
+
+def _origin(zone: dns.zone.Zone) -> dns.name.Name:
+    assert zone.origin is not None  # our zones are all made with one
+    return zone.origin
+
+
+def _to_rrset(name: dns.name.Name, rdataset: dns.rdataset.Rdataset) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata_list(name, rdataset.ttl, list(rdataset))
+
+
+def _exists(zone: dns.zone.Zone, name: dns.name.Name) -> bool:
+    """A node of its own, or an empty non-terminal above other names."""
+    relative = name.relativize(_origin(zone))
+    if zone.get_node(relative) is not None:
+        return True
+    return any(n.is_subdomain(relative) for n in zone.nodes if n != relative)
+
+
+def _soa(zone: dns.zone.Zone) -> dns.rrset.RRset:
+    rdataset = zone.find_rdataset(dns.name.empty, dns.rdatatype.SOA)
+    rrset = _to_rrset(_origin(zone), rdataset)
+    # negative answers are cached for the SOA's minimum (RFC 2308)
+    rrset.ttl = min(rdataset.ttl, rdataset[0].minimum)
+    return rrset
+
+
+def _rrset(
+    zone: dns.zone.Zone, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> dns.rrset.RRset | None:
+    node = zone.get_node(name.relativize(_origin(zone)))
+    if node is None:
+        return None
+    rdataset = node.get_rdataset(dns.rdataclass.IN, rdtype)
+    return None if rdataset is None else _to_rrset(name, rdataset)
+
+
+def _any(zone: dns.zone.Zone, name: dns.name.Name) -> dns.rrset.RRset | None:
+    node = zone.get_node(name.relativize(_origin(zone)))
+    if node is None or not node.rdatasets:
+        return None
+    return _rrset(zone, name, node.rdatasets[0].rdtype)
+
+
+def _resolve(response: dns.message.Message, zones: Zones, zone: dns.zone.Zone) -> None:
+    question = response.question[0]
+    name, rdtype = question.name, question.rdtype
+    for _ in range(MAX_CHAIN):
+        found = _any(zone, name) if rdtype == dns.rdatatype.ANY else _rrset(zone, name, rdtype)
+        if found is not None:
+            response.answer.append(found)
+            return
+        cname = _rrset(zone, name, dns.rdatatype.CNAME)
+        if cname is None:
+            if not response.answer:
+                if not _exists(zone, name):
+                    response.set_rcode(dns.rcode.NXDOMAIN)
+            response.authority.append(_soa(zone))
+            return
+        response.answer.append(cname)
+        name = cname[0].target
+        next_zone = _zone_of(zones, name)
+        if next_zone is None:
+            return  # the chain leaves our zones: the client resolves the rest
+        zone = next_zone
+
+
+def _additional(response: dns.message.Message, zones: Zones) -> None:
+    """Addresses of the names that MX and NS answers point to, where we have them."""
+    for rrset in response.answer:
+        if rrset.rdtype not in (dns.rdatatype.MX, dns.rdatatype.NS):
+            continue
+        for rdata in rrset:
+            target = rdata.exchange if rrset.rdtype == dns.rdatatype.MX else rdata.target
+            zone = _zone_of(zones, target)
+            for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                found = _rrset(zone, target, rdtype) if zone is not None else None
+                if found is not None and found not in response.additional:
+                    response.additional.append(found)
+
+
+def answer(wire: bytes, zones: Zones, *, tcp: bool = False) -> bytes | None:
+    """The response to the query ``wire``, or None when nothing should be sent."""
+    try:
+        query = dns.message.from_wire(wire)
+    except dns.message.ShortHeader:
+        return None
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+        return _formerr(wire)
+    if query.flags & dns.flags.QR:
+        return None
+    try:
+        response = dns.message.make_response(query)
+    except dns.exception.DNSException:
+        return _formerr(wire)
+    response.flags &= ~dns.flags.RA
+    if query.opcode() != dns.opcode.QUERY:
+        response.set_rcode(dns.rcode.NOTIMP)
+        return response.to_wire()
+    if len(query.question) != 1:
+        response.set_rcode(dns.rcode.FORMERR)
+        return response.to_wire()
+    question = query.question[0]
+    zone = _zone_of(zones, question.name)
+    if question.rdclass != dns.rdataclass.IN or zone is None:
+        response.set_rcode(dns.rcode.REFUSED)
+        return response.to_wire()
+    if dns.rdatatype.is_metatype(question.rdtype) and question.rdtype != dns.rdatatype.ANY:
+        response.set_rcode(dns.rcode.NOTIMP)  # AXFR, IXFR, ...: no zone transfers
+        return response.to_wire()
+    response.flags |= dns.flags.AA
+    _resolve(response, zones, zone)
+    _additional(response, zones)
+    if tcp:
+        limit = TCP_MAX
+    elif query.edns >= 0:
+        limit = max(UDP_DEFAULT, min(query.payload, UDP_MAX))
+    else:
+        limit = UDP_DEFAULT
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire(max_size=limit)

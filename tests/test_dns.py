@@ -1,0 +1,286 @@
+"""The DNS server: answer() without sockets, then the real server from h1 with dig and dnspython."""
+
+from __future__ import annotations
+
+import random
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netplay import Playground, TopologyError
+from netplay.dns import answer, build
+from netplay.topology import Topology, load, loads
+
+BOOK = build(load("book"))
+
+
+def ask(name: str, rdtype: str, **kwargs: object) -> dns.message.Message:
+    wire = answer(dns.message.make_query(name, rdtype, **kwargs).to_wire(), BOOK)  # type: ignore[arg-type]
+    assert wire is not None
+    return dns.message.from_wire(wire)
+
+
+def texts(response: dns.message.Message) -> list[str]:
+    return [rr.to_text() for rrset in response.answer for rr in rrset.to_rdataset()]
+
+
+# -- answer(), no sockets -------------------------------------------------------
+
+
+def test_addresses_case_insensitive_and_authoritative() -> None:
+    response = ask("WwW.ExAmPlE.cOm", "A")
+    assert response.rcode() == dns.rcode.NOERROR and response.flags & dns.flags.AA
+    assert texts(response) == ["10.130.1.4"]
+    assert texts(ask("www.example.com", "AAAA")) == ["fd6e:7000:130::4"]
+    assert texts(ask("example.com", "A")) == ["10.130.1.1"]  # the gateway
+
+
+def test_mx_cname_and_additional_addresses() -> None:
+    mx = ask("example.com", "MX")
+    assert sorted(texts(mx)) == ["10 mail.example.com.", "50 mail.example.com."]
+    assert {rr.to_text() for rrset in mx.additional for rr in rrset} >= {"10.130.1.3"}
+    assert texts(ask("www.example.com", "MX")) == ["10 smtp.example.com."]
+    assert texts(ask("smtp.example.com", "A")) == ["mail.example.com.", "10.130.1.3"]
+
+
+def test_nodata_nxdomain_refused() -> None:
+    nodata = ask("www.example.com", "TXT")
+    assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+    assert nodata.authority[0].rdtype == dns.rdatatype.SOA
+    nx = ask("nosuch.example.com", "A")
+    assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == dns.rdatatype.SOA
+    refused = ask("python.org", "A")
+    assert refused.rcode() == dns.rcode.REFUSED and not refused.flags & dns.flags.AA
+    assert not refused.flags & dns.flags.RA
+
+
+def test_ptr_for_every_address_of_every_host() -> None:
+    topology = load("book")
+    for net in topology.networks:
+        for att in net.attachments:
+            for iface in att.addresses:
+                name = dns.reversename.from_address(str(iface.ip))
+                assert f"{att.host}.example.com." in texts(ask(str(name), "PTR"))
+
+
+def test_any_is_answered_minimally() -> None:
+    assert len(ask("example.com", "ANY").answer) == 1
+
+
+def test_truncation_over_udp_and_whole_over_tcp() -> None:
+    zones = build(many_records_topology())
+    query = dns.message.make_query("many.big.test", "A")
+    udp = dns.message.from_wire(answer(query.to_wire(), zones) or b"")
+    assert udp.flags & dns.flags.TC and not udp.answer
+    tcp = dns.message.from_wire(answer(query.to_wire(), zones, tcp=True) or b"")
+    assert len(tcp.answer[0]) == 60
+    edns = dns.message.make_query("many.big.test", "A", use_edns=0, payload=4096)
+    big = dns.message.from_wire(answer(edns.to_wire(), zones) or b"")
+    assert not big.flags & dns.flags.TC and len(big.answer[0]) == 60
+
+
+def test_malformed_input() -> None:
+    assert answer(b"", BOOK) is None and answer(b"\x12", BOOK) is None
+    formerr = answer(b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xff\xff", BOOK)
+    assert formerr is not None and formerr[:2] == b"\xab\xcd"
+    assert dns.message.from_wire(formerr).rcode() == dns.rcode.FORMERR
+    response = dns.message.make_response(dns.message.make_query("www.example.com", "A"))
+    assert answer(response.to_wire(), BOOK) is None  # never answer an answer
+
+
+def _mutations(seed: int, count: int) -> Iterator[bytes]:
+    rng = random.Random(seed)
+    valid = [
+        dns.message.make_query(n, t, use_edns=rng.choice([None, 0])).to_wire()
+        for n in ("www.example.com", "example.com", "4.1.130.10.in-addr.arpa", "python.org")
+        for t in ("A", "AAAA", "MX", "ANY", "PTR", "TXT")
+    ]
+    for _ in range(count):
+        kind = rng.random()
+        if kind < 0.2:
+            yield rng.randbytes(rng.randrange(0, 600))
+            continue
+        data = bytearray(rng.choice(valid))
+        for _ in range(rng.randrange(1, 6)):
+            op = rng.random()
+            position = rng.randrange(len(data) + 1)
+            if op < 0.5 and data:
+                data[min(position, len(data) - 1)] = rng.randrange(256)
+            elif op < 0.7:
+                data[position:position] = rng.randbytes(rng.randrange(1, 20))
+            elif op < 0.9:
+                del data[position : position + rng.randrange(1, 8)]
+            else:
+                data[4:12] = struct.pack("!HHHH", *(rng.randrange(3) for _ in range(4)))
+        yield bytes(data)
+
+
+def test_fuzz_100000_random_and_mutated_packets() -> None:
+    """Only bytes or None come out: no exception escapes answer()."""
+    replies = 0
+    for packet in _mutations(seed=20261121, count=100_000):
+        result = answer(packet, BOOK)
+        assert result is None or isinstance(result, bytes)
+        replies += result is not None
+    assert replies > 50_000  # most mutations still get an answer (often FORMERR)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=512))
+def test_hypothesis_any_bytes(packet: bytes) -> None:
+    result = answer(packet, BOOK)
+    assert result is None or dns.message.from_wire(result).flags & dns.flags.QR
+
+
+def test_bad_record_names_its_field() -> None:
+    text = TOPOLOGY.replace('"many A 10.0.0.1"', '"many A not-an-address"')
+    with pytest.raises(TopologyError) as caught:
+        build(loads(text, source="bad.toml"))
+    assert caught.value.field == "dns.records[0]"
+
+
+TOPOLOGY = """
+name = "big"
+domain = "big.test"
+[dns]
+records = ["many A 10.0.0.1"]
+[hosts.ns]
+services = [{ kind = "dns", ports = [53] }]
+[hosts.client]
+[lans.lan]
+hosts = { ns = ["10.0.0.53/24"], client = ["10.0.0.2/24"] }
+"""
+
+
+def many_records_topology() -> Topology:
+    records = ", ".join(f'"many A 10.0.1.{i}"' for i in range(1, 61))
+    return loads(TOPOLOGY.replace('"many A 10.0.0.1"', records), source="big.toml")
+
+
+# -- the real server, from h1 through NAT ---------------------------------------------
+
+
+def dig(book: Playground, *args: str) -> str:
+    result = book.host("h1").run(["dig", "+time=2", "+tries=1", *args], check=True)
+    return result.stdout
+
+
+@pytest.mark.playground
+def test_dig_through_nat(book: Playground) -> None:
+    assert dig(book, "+short", "www.example.com").split() == ["10.130.1.4"]
+    assert dig(book, "+short", "AAAA", "www").split() == []  # no search list without +search
+    assert dig(book, "+short", "+search", "AAAA", "www").split() == ["fd6e:7000:130::4"]
+    assert sorted(dig(book, "+short", "MX", "example.com").splitlines()) == [
+        "10 mail.example.com.",
+        "50 mail.example.com.",
+    ]
+    assert dig(book, "+short", "smtp.example.com").split() == ["mail.example.com.", "10.130.1.3"]
+    assert dig(book, "+short", "-x", "10.130.1.4").split() == ["www.example.com."]
+    assert dig(book, "+short", "-x", "fd6e:7000:25:a::11").split() == ["h1.example.com."]
+    full = dig(book, "www.example.com", "TXT")
+    assert "status: NOERROR" in full and "ANSWER: 0" in full and "flags: qr aa" in full
+    assert "SOA" in full.split("AUTHORITY SECTION:")[1]
+    assert "status: NXDOMAIN" in dig(book, "nosuch.example.com")
+    assert "status: REFUSED" in dig(book, "python.org")
+    assert "EDNS: version: 0, flags:; udp: " in dig(book, "+edns=0", "www.example.com")
+    assert dig(book, "+tcp", "+short", "mail.example.com").split() == ["10.130.1.3"]
+
+
+@pytest.mark.playground
+def test_dnspython_and_glibc_in_h1(book: Playground) -> None:
+    script = """
+import socket, dns.resolver
+r = dns.resolver.Resolver()
+print(r.resolve("www.example.com", "A")[0])
+print(sorted(str(x) for x in r.resolve("example.com", "MX")))
+print(r.resolve_address("10.130.1.3")[0])
+print(socket.getaddrinfo("www", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+print(socket.gethostbyaddr("10.130.1.4")[0])
+"""
+    out = book.host("h1").run(["python3", "-c", script], check=True).stdout.splitlines()
+    assert out == [
+        "10.130.1.4",
+        "['10 mail.example.com.', '50 mail.example.com.']",
+        "mail.example.com.",
+        "10.130.1.4",
+        "www.example.com",
+    ]
+
+
+def _tcp_queries(book: Playground, names: list[str]) -> list[str]:
+    """Several queries on one TCP connection, from h1."""
+    script = """
+import socket, struct, sys, dns.message
+s = socket.create_connection(("10.1.1.1", 53), timeout=5)
+for name in sys.argv[1:]:
+    wire = dns.message.make_query(name, "A").to_wire()
+    s.sendall(struct.pack("!H", len(wire)) + wire)
+for name in sys.argv[1:]:
+    size = struct.unpack("!H", s.recv(2, socket.MSG_WAITALL))[0]
+    reply = dns.message.from_wire(s.recv(size, socket.MSG_WAITALL))
+    print(reply.answer[-1][0])
+"""
+    run = book.host("h1").run(["python3", "-c", script, *names], check=True)
+    return run.stdout.split()
+
+
+@pytest.mark.playground
+def test_several_queries_on_one_tcp_connection(book: Playground) -> None:
+    names = ["www.example.com", "mail.example.com", "ftp.example.com"]
+    assert _tcp_queries(book, names) == ["10.130.1.4", "10.130.1.3", "10.130.1.2"]
+
+
+@pytest.mark.playground
+def test_hostile_burst_then_still_answers(book: Playground) -> None:
+    packets = list(_mutations(seed=7, count=3000))
+    sender = """
+import socket, sys
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+data = sys.stdin.buffer.read()
+i = 0
+while i < len(data):
+    n = int.from_bytes(data[i:i+2], "big"); s4.sendto(data[i+2:i+2+n], ("10.1.1.1", 53)); i += 2 + n
+for size in (0, 1, 70000):
+    t = socket.create_connection(("10.1.1.1", 53), timeout=5)
+    t.sendall(size.to_bytes(3, "big")[1:] + b"x" * min(size, 100)); t.close()
+"""
+    stream = b"".join(len(p).to_bytes(2, "big") + p for p in packets)
+    proc = book.host("h1").popen(["python3", "-c", sender], stdin=subprocess.PIPE)
+    proc.communicate(stream, timeout=60)
+    assert proc.returncode == 0
+    assert dig(book, "+short", "www.example.com").split() == ["10.130.1.4"]
+    assert _tcp_queries(book, ["mail.example.com"]) == ["10.130.1.3"]
+
+
+@pytest.fixture()
+def big(tmp_path: Path) -> Iterator[Playground]:
+    path = tmp_path / "big.toml"
+    records = ", ".join(f'"many A 10.0.1.{i}"' for i in range(1, 61))
+    path.write_text(TOPOLOGY.replace('"many A 10.0.0.1"', records))
+    with Playground.up(str(path), name=f"big{random.randrange(10**6)}") as pg:
+        yield pg
+
+
+@pytest.mark.playground
+def test_truncated_over_udp_then_retried_over_tcp(big: Playground) -> None:
+    client = big.host("client")
+    ignored = client.run(["dig", "+ignore", "+noedns", "many.big.test"], check=True).stdout
+    assert " tc" in ignored.split("flags:")[1].split(";")[0]
+    retried = client.run(["dig", "+noedns", "+short", "many.big.test"], check=True).stdout
+    assert len(retried.split()) == 60
+    assert "nameserver 10.0.0.53" in client.run(["cat", "/etc/resolv.conf"]).stdout
+
+
+def test_no_dns_without_a_dns_host() -> None:
+    assert build(load("line:3")) == {}
+    assert "nameserver" not in load("line:3").etc_resolv_conf()
