@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 
 from netplay import Playground
+from netplay.fabric import _netlink as nl
 from netplay.topology import Topology, load
 
 TARGETS = {  # (topology, figure): the most DESIGN.md allows
@@ -84,7 +85,7 @@ def floor_commands(topology: Topology, prefix: str) -> tuple[list[str], dict[str
         inside[host.name] = ["link set lo up"]
     for net in topology.networks:
         if net.kind == "lan":
-            sw = f"{net.name}.sw"
+            sw = nl.switch_key(net.name)
             main.append(f"netns add {_ns(prefix, sw)}")
             main.append(
                 f"link add br0 netns {_ns(prefix, sw)} type bridge forward_delay 0 stp_state 0"
@@ -93,9 +94,9 @@ def floor_commands(topology: Topology, prefix: str) -> tuple[list[str], dict[str
             for i, att in enumerate(net.attachments):
                 main.append(
                     f"link add {att.ifname} netns {_ns(prefix, att.host)} mtu {net.mtu} type veth "
-                    f"peer name p{i} netns {_ns(prefix, sw)} mtu {net.mtu}"
+                    f"peer name {nl.port_name(i)} netns {_ns(prefix, sw)} mtu {net.mtu}"
                 )
-                inside[sw].append(f"link set p{i} master br0 up")
+                inside[sw].append(f"link set {nl.port_name(i)} master br0 up")
         else:
             a, b = net.attachments
             main.append(
