@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("playground"):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir() -> Iterator[str]:
+    """Keep the CAs the tests make (which outlive `down`) out of /var/lib, and delete them."""
+    path = tempfile.mkdtemp(prefix="netplay-test-data-")
+    os.environ["NETPLAY_DATA_DIR"] = path
+    try:
+        yield path
+    finally:
+        del os.environ["NETPLAY_DATA_DIR"]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

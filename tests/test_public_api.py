@@ -1,6 +1,7 @@
 """The public names are the ones we mean to export."""
 
 import netplay
+import netplay.pki
 import netplay.topology
 
 
@@ -15,6 +16,7 @@ def test_top_level_names() -> None:
         "NetplayError",
         "NoPrivilegesError",
         "NotRunningError",
+        "PkiError",
         "Playground",
         "Topology",
         "TopologyError",
@@ -39,10 +41,22 @@ def test_errors_have_distinct_exit_statuses() -> None:
             netplay.NotRunningError,
             netplay.CommandFailedError,
             netplay.FabricError,
+            netplay.PkiError,
         )
     }
     assert len(set(statuses.values())) == len(statuses)
     assert issubclass(netplay.MissingKernelFeatureError, netplay.NetplayError)
+
+
+def test_pki_names() -> None:
+    assert set(netplay.pki.__all__) == {
+        "DEMO_USER",
+        "Store",
+        "Wanted",
+        "bundles",
+        "trust_targets",
+        "wanted",
+    }
 
 
 def test_topology_names() -> None:

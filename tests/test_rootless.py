@@ -25,7 +25,17 @@ from netplay.fabric import _procs
 
 pytestmark = pytest.mark.playground
 
-PACKAGES = ("netplay", "dns", "pyroute2", "rich", "markdown_it", "mdurl", "pygments")
+PACKAGES = (
+    "netplay",
+    "dns",
+    "pyroute2",
+    "rich",
+    "markdown_it",
+    "mdurl",
+    "pygments",
+    "cryptography",
+    "_cffi_backend",  # cryptography's, a module of one file
+)
 PYTHON = "/usr/bin/python3"
 
 
@@ -52,7 +62,12 @@ def user() -> Iterator[tuple[str, Path]]:
     uid = pwd.getpwnam(name).pw_uid
     try:
         for package in PACKAGES:
-            source = Path(importlib.import_module(package).__path__[0])
+            module = importlib.import_module(package)
+            if not hasattr(module, "__path__"):
+                assert module.__file__ is not None
+                shutil.copy(module.__file__, lib)
+                continue
+            source = Path(module.__path__[0])
             shutil.copytree(source, lib / package, ignore=shutil.ignore_patterns("__pycache__"))
         subprocess.run([PYTHON, "-m", "compileall", "-q", str(lib)], check=True)
         for path in [lib, *lib.rglob("*")]:
@@ -63,12 +78,24 @@ def user() -> Iterator[tuple[str, Path]]:
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(lib, ignore_errors=True)
         shutil.rmtree(f"/tmp/netplay-{uid}", ignore_errors=True)
+        shutil.rmtree(_data_dir(uid), ignore_errors=True)
 
 
-def as_user(user: tuple[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
+def _data_dir(uid: int) -> str:
+    return f"/tmp/netplay-data-{uid}"
+
+
+def as_user(
+    user: tuple[str, Path], *args: str, data: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run netplay as the user; its home does not exist, so its CA goes to a
+    data directory in /tmp (unless ``data`` is False)."""
     name, lib = user
+    env = ["-u", "NETPLAY_DATA_DIR", f"PYTHONPATH={lib}"]
+    if data:
+        env.append(f"NETPLAY_DATA_DIR={_data_dir(pwd.getpwnam(name).pw_uid)}")
     return subprocess.run(
-        ["runuser", "-u", name, "--", "env", f"PYTHONPATH={lib}", PYTHON, "-m", "netplay", *args],
+        ["runuser", "-u", name, "--", "env", *env, PYTHON, "-m", "netplay", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -83,6 +110,9 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
     assert up.returncode == 0, up.stderr
     try:
         assert as_user(user, "exec", "h1", "--", "hostname").stdout == "h1\n"
+        www_cert = as_user(user, "ca", "--host", "www").stdout.split()[0]
+        trusted = as_user(user, "exec", "h1", "--", "openssl", "verify", www_cert)
+        assert trusted.stdout == f"{www_cert}: OK\n", trusted.stdout + trusted.stderr
         assert as_user(user, "exec", "h1", "--", "id", "-u").stdout == "0\n"
         ping = as_user(user, "exec", "h1", "--", "ping", "-c1", "-W2", "www")
         assert ping.returncode == 0, ping.stdout + ping.stderr
@@ -101,6 +131,18 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
     assert _user_processes(uid) == []
     again = as_user(user, "exec", "h1", "--", "hostname")
     assert again.returncode == 8, again.stderr
+    key = Path(_data_dir(uid)) / "book" / "ca.key"
+    assert key.stat().st_uid == uid and key.stat().st_mode & 0o777 == 0o600
+
+
+def test_rootless_without_a_home_for_the_ca_is_one_sentence(user: tuple[str, Path]) -> None:
+    uid = pwd.getpwnam(user[0]).pw_uid
+    up = as_user(user, "up", "--detach", data=False)
+    assert up.returncode == 11, up.stderr
+    assert up.stderr.startswith("netplay: cannot keep the playground's certificates in /home/")
+    assert "NETPLAY_DATA_DIR" in up.stderr and len(up.stderr.splitlines()) == 1
+    assert not Path(f"/tmp/netplay-{uid}/book").exists()
+    assert _user_processes(uid) == []
 
 
 def _user_processes(uid: int) -> list[int]:

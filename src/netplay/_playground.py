@@ -13,6 +13,7 @@ that, and works after a crash too.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netplay import dns
+from netplay import dns, pki
 from netplay.dns import _server as dns_server
 from netplay.errors import (
     AlreadyRunningError,
@@ -116,6 +117,7 @@ class Playground:
             "created": time.time(),
             "pins": [],
             "faults": {},
+            "data": str(paths.data),
         }
         if not paths.root:
             state["keeper"] = userns.start_keeper()
@@ -157,7 +159,13 @@ class Playground:
             for host in topo.hosts:
                 (paths.etc_dir / f"hosts.{host.name}").write_text(topo.etc_hosts_of(host.name))
         (paths.etc_dir / "resolv.conf").write_text(topo.etc_resolv_conf())
-        namespaces.create(paths, specs)
+        zones = dns.build(topo)
+        store = self.pki
+        now = dt.datetime.now(dt.UTC)
+        issued = store.ensure(paths.name, pki.wanted(topo, zones), topo.domain or "localhost", now)
+        if issued:
+            log.info("issued %d certificates in %s", len(issued), store.dir)
+        namespaces.create(paths, specs, list(pki.bundles(store.ca.read_bytes(), paths.etc_dir)))
         fds: dict[str, int] = {}
         sockets: dict[str, nl.Socket] = {}
         try:
@@ -178,11 +186,10 @@ class Playground:
                 assert outside is not None
                 nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
         if dns_host is not None:
-            self._start_dns(dns_host)
+            self._start_dns(dns_host, zones)
 
-    def _start_dns(self, host: str) -> None:
+    def _start_dns(self, host: str, zones: dns.Zones) -> None:
         topo, paths = self.topology, self.paths
-        zones = dns.build(topo)
         every = (str(a.ip) for _net, att in topo.attachments_of(host) for a in att.addresses)
         addresses = list(dict.fromkeys(every))  # a router may use one address on several links
         fds = namespaces.open_host(paths, host)
@@ -235,16 +242,35 @@ class Playground:
             "hosts": sum(1 for p in state.get("pins", []) if p.endswith(".uts")),
         }
 
-    def down(self) -> None:
-        """Remove everything this playground made; safe to call twice."""
+    def down(self, *, purge: bool = False) -> None:
+        """Remove everything this playground made; safe to call twice.
+
+        Its CA and certificates stay for the next ``up`` unless ``purge``."""
         _teardown(self.paths, self.state)
+        if purge:
+            self.pki.purge()
 
     @staticmethod
-    def remove(name: str | None = None) -> str | None:
+    def certificates(name: str | None = None) -> pki.Store:
+        """The CA and certificates of ``name`` (default: the only one running),
+        running or not, as long as it has been up once."""
+        paths = Paths.of(name or _only_name())
+        state = read_state(paths) or {}
+        store = pki.Store(Path(state.get("data") or paths.data))
+        if not store.ca.exists():
+            raise NotRunningError(
+                f"the playground {paths.name!r} has no CA yet",
+                hint=f"it is made by `netplay up --name {paths.name}`",
+            )
+        return store
+
+    @staticmethod
+    def remove(name: str | None = None, *, purge: bool = False) -> str | None:
         """Remove the playground ``name``, running or left by a crash.
 
         Without a name, the only one there is.  Returns the name removed, or
-        None when there was nothing to remove.
+        None when there was nothing to remove.  With ``purge``, its CA and
+        certificates go too (even when it is not running).
         """
         if name is None:
             names = list_names(base_dir())
@@ -258,10 +284,10 @@ class Playground:
             name = names[0]
         paths = Paths.of(name)
         state = read_state(paths)
-        if state is None:
-            return None
-        _teardown(paths, state)
-        return name
+        if state is not None:
+            _teardown(paths, state)
+        purged = purge and pki.Store(Path((state or {}).get("data") or paths.data)).purge()
+        return name if state is not None or purged else None
 
     def __enter__(self) -> Playground:
         return self
@@ -280,6 +306,11 @@ class Playground:
                 hint="see the hosts with `netplay status`",
             )
         return Host(self, name)
+
+    @property
+    def pki(self) -> pki.Store:
+        """The playground's CA and certificates (kept across ``down``)."""
+        return pki.Store(Path(self.state.get("data") or self.paths.data))
 
     @property
     def hosts(self) -> list[Host]:
@@ -467,10 +498,12 @@ def _teardown(paths: Paths, state: dict[str, Any]) -> None:
             Path("/run/netns").rmdir()
     if keeper is not None and keeper_alive:
         procs.terminate([keeper], grace=0)
-    own_hosts = sorted(paths.etc_dir.glob("hosts.*")) if paths.etc_dir.is_dir() else []
+    own = []
+    if paths.etc_dir.is_dir():
+        own = [*paths.etc_dir.glob("hosts.*"), *paths.etc_dir.glob("trust*.pem")]
     for path in (
         paths.etc_dir / "hosts",
-        *own_hosts,
+        *sorted(own),
         paths.etc_dir / "resolv.conf",
         paths.etc_dir,
         paths.dir / "dns.log",

@@ -138,3 +138,9 @@ class FabricError(NetplayError):
 
     exit_status = 10
     hint = "run `netplay down` to remove what was made, then try again (--debug shows details)"
+
+
+class PkiError(NetplayError):
+    """The playground's CA or certificates cannot be made or kept."""
+
+    exit_status = 11

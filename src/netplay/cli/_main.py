@@ -20,7 +20,8 @@ from netplay import __version__
 from netplay._playground import Playground
 from netplay.cli._console import run_console
 from netplay.cli._format import describe_faults, format_list, format_status
-from netplay.errors import NetplayError, UsageError
+from netplay.errors import NetplayError, UnknownHostError, UsageError
+from netplay.pki import DEMO_USER
 
 INTERNAL_ERROR = 70
 
@@ -29,6 +30,7 @@ EPILOG = """examples:
   netplay exec h1 -- traceroute -n www     run a command on h1
   netplay shell h1                         an interactive shell on h1
   netplay link modemA isp --loss 20%       disturb a link (see: netplay link -h)
+  netplay ca                               the CA certificate's path, to trust it elsewhere
   netplay down                             remove everything
 """
 
@@ -69,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     down = sub.add_parser("down", help="stop a playground and remove all it made")
     named(down)
+    down.add_argument(
+        "--purge", action="store_true", help="also delete its CA and certificates (kept otherwise)"
+    )
     sub.add_parser("list", help="the playgrounds of this user")
     status = sub.add_parser("status", help="hosts, interfaces, addresses, links and faults")
     named(status)
@@ -80,6 +85,20 @@ def _parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="an interactive shell on a host")
     named(shell)
     shell.add_argument("host")
+    ca = sub.add_parser(
+        "ca",
+        help="where the playground's CA certificate is, to trust it elsewhere",
+        description="Print the path of the playground's CA certificate (kept across down; "
+        "netplay down --purge deletes it). With --host or --client: the certificate and key "
+        "files issued to a host or to the demo user.",
+    )
+    named(ca)
+    ca.add_argument("--pem", action="store_true", help="print the certificate itself")
+    which = ca.add_mutually_exclusive_group()
+    which.add_argument("--host", help="a host's server certificate instead (e.g. www)")
+    which.add_argument(
+        "--client", action="store_true", help=f"the demo user's ({DEMO_USER}) client certificate"
+    )
     link = sub.add_parser(
         "link",
         help="disturb the link between two hosts",
@@ -150,7 +169,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(format_list([Playground.describe(n) for n in Playground.names()]), end="")
         return 0
     if args.command == "down":
-        return _down(args.name)
+        return _down(args.name, args.purge)
+    if args.command == "ca":
+        print(_ca(args), end="")
+        return 0
     pg = Playground.attach(args.name)
     if args.command == "status":
         status = pg.status()
@@ -173,8 +195,26 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
-def _down(name: str | None) -> int:
-    removed = Playground.remove(name)
+def _ca(args: argparse.Namespace) -> str:
+    store = Playground.certificates(args.name)
+    if args.host:
+        cert, key = store.server(args.host)
+        if not cert.exists():
+            raise UnknownHostError(
+                f"the playground has no certificate for {args.host!r}",
+                hint="see the hosts with `netplay status`",
+            )
+    elif args.client:
+        cert, key = store.client()
+    else:
+        cert, key = store.ca, None
+    if args.pem:
+        return cert.read_text()
+    return "".join(f"{path}\n" for path in (cert, key) if path is not None)
+
+
+def _down(name: str | None, purge: bool) -> int:
+    removed = Playground.remove(name, purge=purge)
     print(f"playground {removed} removed" if removed else "no playground to remove")
     return 0
 

@@ -10,6 +10,9 @@ Zones:
   (``25.10.in-addr.arpa``) and per IPv6 /32 (``0.0.0.7.e.6.d.f.ip6.arpa``),
   with a PTR to the host's full name;
 - the further zones of ``[dns.zones]``, each with its own SOA and NS.
+
+:func:`aliases` reads the forward zones back: every name that leads to an
+address, which is what a host's certificate must name.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from netplay.topology import Topology
 TTL = 300
 SOA_TIMERS = "1 3600 600 86400 300"  # serial refresh retry expire negative-TTL
 Zones = dict[dns.name.Name, dns.zone.Zone]
+REVERSE_V4 = dns.name.from_text("in-addr.arpa")
+REVERSE_V6 = dns.name.from_text("ip6.arpa")
+MAX_CNAME_HOPS = 8
 
 
 def _reverse_origin(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dns.name.Name:
@@ -100,3 +106,33 @@ def build(topology: Topology) -> Zones:
         zones[extra] = _new_zone(extra, server)
         _add_records(zones[extra], records, f"dns.zones.{text}.records")
     return zones
+
+
+def aliases(zones: Zones) -> dict[str, list[str]]:
+    """Address -> every forward name that resolves to it, directly or through CNAMEs.
+
+    Names are written without the final dot, in zone order; with the book's
+    records, 10.130.1.3 gets mail.example.com and smtp.example.com.
+    """
+    direct: dict[dns.name.Name, list[str]] = {}
+    cnames: dict[dns.name.Name, dns.name.Name] = {}
+    for origin, zone in zones.items():
+        if origin.is_subdomain(REVERSE_V4) or origin.is_subdomain(REVERSE_V6):
+            continue
+        for name, _ttl, rdata in zone.iterate_rdatas():
+            owner = name.derelativize(origin)
+            if rdata.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+                direct.setdefault(owner, []).append(str(ipaddress.ip_address(rdata.to_text())))
+            elif rdata.rdtype == dns.rdatatype.CNAME:
+                cnames[owner] = dns.name.from_text(rdata.to_text())
+    found: dict[str, list[str]] = {}
+    for owner in [*direct, *cnames]:
+        target, hops = owner, 0
+        while target in cnames and hops < MAX_CNAME_HOPS:
+            target, hops = cnames[target], hops + 1
+        for address in direct.get(target, ()):
+            names = found.setdefault(address, [])
+            text = owner.to_text(omit_final_dot=True)
+            if text not in names:
+                names.append(text)
+    return found

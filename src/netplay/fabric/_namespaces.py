@@ -10,7 +10,9 @@ One forked *factory* child makes them all, one after another.  It first
 makes a template mount namespace (a slave copy of the machine's, without
 any namespace pins in it), and every host's mount namespace is a copy of
 that template: inside, /etc/hosts and /etc/resolv.conf are bind-mounted
-from the playground's files and /sys is remounted for the host's network.
+from the playground's files, and so are the CA bundles that trust the
+playground's CA (over the machine's, in the template, once for all
+hosts), and /sys is remounted for the host's network.
 For each namespace the child reports fds of its namespace files over a
 pipe, and the parent pins them through /proc/CHILD/fd while the child goes
 on to the next.  The machine's own /etc is never written."""
@@ -111,7 +113,12 @@ def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
 
 
 def _factory(
-    specs: Sequence[NsSpec], paths: Paths, hide: Sequence[str], ready: int, go: int
+    specs: Sequence[NsSpec],
+    paths: Paths,
+    hide: Sequence[str],
+    trust: Sequence[tuple[Path, Path]],
+    ready: int,
+    go: int,
 ) -> None:
     """The child: make each namespace and report an open fd for each of its files.
 
@@ -125,6 +132,8 @@ def _factory(
     for point in reversed(_mount_points_under(hide)):
         with contextlib.suppress(OSError):
             linux.umount(point)
+    for copy, target in trust:
+        linux.mount(str(copy), str(target), None, linux.MS_BIND)
     template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
     hosts_file = str(paths.etc_dir / "hosts")
     resolv_file = str(paths.etc_dir / "resolv.conf")
@@ -165,8 +174,9 @@ def _kinds(spec: NsSpec) -> tuple[str, ...]:
     return ("net", "mnt", "uts") if spec.host else ("net",)
 
 
-def create(paths: Paths, specs: Sequence[NsSpec]) -> None:
-    """Make and pin every namespace in ``specs`` (in this order)."""
+def create(paths: Paths, specs: Sequence[NsSpec], trust: Sequence[tuple[Path, Path]] = ()) -> None:
+    """Make and pin every namespace in ``specs`` (in this order); in hosts,
+    each (copy, target) of ``trust`` is bind-mounted over the target."""
     _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
     for spec in specs:
@@ -180,7 +190,7 @@ def create(paths: Paths, specs: Sequence[NsSpec]) -> None:
         try:
             os.close(ready_r)
             os.close(go_w)
-            _factory(specs, paths, hide, ready_w, go_r)
+            _factory(specs, paths, hide, trust, ready_w, go_r)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):

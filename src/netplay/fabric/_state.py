@@ -4,7 +4,9 @@ As root, playgrounds live under /run/netplay/NAME and their network
 namespaces are also visible to ``ip netns`` as ``netplay-NAME-HOST`` (a
 symlink to the pin, so that /run/netns gains no mount).  As
 an ordinary user they live under $XDG_RUNTIME_DIR/netplay/NAME (or
-/tmp/netplay-UID/NAME), inside a user namespace.  The state file records,
+/tmp/netplay-UID/NAME), inside a user namespace.  The CA and certificates
+are kept apart, in the data directory (:func:`data_dir`), because they
+outlive ``down``.  The state file records,
 before anything is made, everything that will be made, so that ``down``
 works from any process and after any crash.
 """
@@ -33,6 +35,17 @@ def base_dir() -> Path:
     return Path(f"/tmp/netplay-{os.geteuid()}")
 
 
+def data_dir() -> Path:
+    """The directory holding what this user's playgrounds keep across ``down`` (their CAs)."""
+    chosen = os.environ.get("NETPLAY_DATA_DIR")
+    if chosen:
+        return Path(chosen)
+    if os.geteuid() == 0:
+        return Path("/var/lib/netplay")
+    home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(home) / "netplay"
+
+
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
         raise UsageError(
@@ -49,15 +62,21 @@ class Paths:
     name: str
     root: bool
     base: Path
+    data_base: Path
 
     @classmethod
     def of(cls, name: str) -> Paths:
         """Paths for ``name``; decided by who we are before any namespace is joined."""
-        return cls(check_name(name), os.geteuid() == 0, base_dir())
+        return cls(check_name(name), os.geteuid() == 0, base_dir(), data_dir())
 
     @property
     def dir(self) -> Path:
         return self.base / self.name
+
+    @property
+    def data(self) -> Path:
+        """What outlives ``down``: the CA and certificates (see :mod:`netplay.pki`)."""
+        return self.data_base / self.name
 
     @property
     def state(self) -> Path:

@@ -1,0 +1,221 @@
+"""The playground's CA and certificates on disk, and the trust bundles hosts see.
+
+They live in the playground's data directory (``/var/lib/netplay/NAME`` as
+root, ``~/.local/share/netplay/NAME`` as a user, ``$NETPLAY_DATA_DIR/NAME``
+when that is set), not with its runtime state, so the CA outlives ``down``:
+trust it once elsewhere and it stays trusted.  ``netplay down --purge``
+deletes it.  Layout::
+
+    ca.pem  ca.key                  the CA (keys are 0600)
+    servers/HOST.pem  HOST.key      one serverAuth certificate per host
+    clients/USER.pem  USER.key      the demo user's clientAuth certificate
+    manifest.json                   what each names and until when
+
+``up`` compares what each host's certificate must name with the manifest
+and issues only what changed or is near its end, so a second ``up`` does
+not even load ``cryptography``.
+
+Inside the hosts the CA is trusted by bind-mounting, over each CA bundle
+that OpenSSL, Python's ``ssl``, curl and ``certifi`` (requests) read, a copy
+of that bundle with the playground's CA appended.  The mounts exist only in
+the hosts' mount namespaces; the machine's own files are never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netplay import dns
+from netplay.errors import PkiError
+from netplay.topology import Topology
+
+DEMO_USER = "brandon"
+RENEW_BEFORE = dt.timedelta(days=30)
+BUNDLES = (  # the CA files of Debian, Fedora and Alpine-like systems, if present
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/usr/lib/python3/dist-packages/certifi/cacert.pem",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What one certificate must name."""
+
+    names: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
+
+
+def wanted(topology: Topology, zones: dns.Zones) -> dict[str, Wanted]:
+    """Host -> what its certificate names: full name (its subject), short
+    name, every DNS name that leads to one of its addresses (through CNAMEs
+    too), and every address."""
+    aliases = dns.aliases(zones)
+    found = {}
+    for host, attached in topology.by_host().items():
+        addresses = list(dict.fromkeys(str(a.ip) for _net, att in attached for a in att.addresses))
+        names = [topology.fqdn(host), host]
+        for address in addresses:
+            names += aliases.get(address, [])
+        found[host] = Wanted(tuple(dict.fromkeys(names)), tuple(addresses))
+    return found
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` atomically; the new file never has looser permissions."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with open(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Store:
+    """The CA and certificates of one playground, in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def ca(self) -> Path:
+        """The CA certificate (PEM): what to trust elsewhere."""
+        return self.dir / "ca.pem"
+
+    def server(self, host: str) -> tuple[Path, Path]:
+        """The certificate and key files of ``host``."""
+        return self.dir / "servers" / f"{host}.pem", self.dir / "servers" / f"{host}.key"
+
+    def client(self, user: str = DEMO_USER) -> tuple[Path, Path]:
+        """The client certificate and key files of ``user``."""
+        return self.dir / "clients" / f"{user}.pem", self.dir / "clients" / f"{user}.key"
+
+    def _manifest(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.dir / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def ensure(
+        self, playground: str, servers: Mapping[str, Wanted], email_domain: str, now: dt.datetime
+    ) -> list[str]:
+        """Make the CA if there is none and issue every certificate that is
+        missing, names something else, or ends within RENEW_BEFORE.  Returns
+        what it issued (``servers/www``, ...)."""
+        try:
+            return self._ensure(playground, servers, email_domain, now)
+        except OSError as exc:
+            raise PkiError(
+                f"cannot keep the playground's certificates in {self.dir}: {exc.strerror}",
+                hint="set NETPLAY_DATA_DIR to a directory you can write",
+            ) from exc
+
+    def _ensure(
+        self, playground: str, servers: Mapping[str, Wanted], email_domain: str, now: dt.datetime
+    ) -> list[str]:
+        for sub in (self.dir, self.dir / "servers", self.dir / "clients"):
+            sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+        manifest = self._manifest()
+        ca_key = self.dir / "ca.key"
+        if not (self.ca.exists() and ca_key.exists()):
+            from netplay.pki import _issue
+
+            ca = _issue.make_ca(playground, now)
+            _write(ca_key, ca.key, 0o600)
+            _write(self.ca, ca.cert, 0o644)
+            manifest = {}
+        fingerprint = hashlib.sha256(self.ca.read_bytes()).hexdigest()
+        if manifest.get("ca") != fingerprint:
+            manifest = {"ca": fingerprint, "certs": {}}
+        certs: dict[str, Any] = manifest["certs"]
+        todo = {f"servers/{host}": want for host, want in servers.items()}
+        todo[f"clients/{DEMO_USER}"] = Wanted((DEMO_USER, f"{DEMO_USER}@{email_domain}"))
+        renew = (now + RENEW_BEFORE).timestamp()
+        stale = [
+            key
+            for key, want in todo.items()
+            if certs.get(key, {}).get("names") != list(want.names)
+            or certs[key].get("addresses") != list(want.addresses)
+            or certs[key].get("not_after", 0) < renew
+            or not (self.dir / f"{key}.pem").exists()
+            or not (self.dir / f"{key}.key").exists()
+        ]
+        if stale:
+            self._issue(stale, todo, certs, now)
+        for key in [k for k in certs if k not in todo]:
+            del certs[key]
+            for suffix in (".pem", ".key"):
+                with contextlib.suppress(FileNotFoundError):
+                    (self.dir / f"{key}{suffix}").unlink()
+        if stale or len(certs) != len(todo):
+            _write(self.dir / "manifest.json", json.dumps(manifest, indent=1).encode(), 0o644)
+        return stale
+
+    def _issue(
+        self, keys: list[str], todo: Mapping[str, Wanted], certs: dict[str, Any], now: dt.datetime
+    ) -> None:
+        from netplay.pki import _issue
+
+        ca = _issue.Pair(self.ca.read_bytes(), (self.dir / "ca.key").read_bytes())
+        for key in keys:
+            want = todo[key]
+            if key.startswith("clients/"):
+                pair = _issue.issue_client(ca, want.names[0], want.names[1], now)
+            else:
+                pair = _issue.issue_server(ca, want.names, want.addresses, now)
+            _write(self.dir / f"{key}.key", pair.key, 0o600)
+            _write(self.dir / f"{key}.pem", pair.cert, 0o644)
+            certs[key] = {
+                "names": list(want.names),
+                "addresses": list(want.addresses),
+                "not_after": _issue.not_after(pair.cert).timestamp(),
+            }
+
+    def purge(self) -> bool:
+        """Delete the CA and every certificate; True if there was something."""
+        if not self.dir.exists():
+            return False
+        shutil.rmtree(self.dir)
+        return True
+
+
+def trust_targets() -> list[Path]:
+    """The CA bundle files that programs in a host read, resolved and deduplicated."""
+    paths = ssl.get_default_verify_paths()
+    candidates = [paths.openssl_cafile, paths.cafile or "", *BUNDLES]
+    spec = importlib.util.find_spec("certifi")
+    if spec is not None and spec.origin:
+        candidates.append(str(Path(spec.origin).parent / "cacert.pem"))
+    found: dict[Path, None] = {}
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate):
+            found[Path(os.path.realpath(candidate))] = None
+    return list(found)
+
+
+def bundles(ca_pem: bytes, directory: Path) -> Iterator[tuple[Path, Path]]:
+    """Write, for each trust target, a copy with ``ca_pem`` appended;
+    yield (copy, target) pairs for the hosts' bind mounts."""
+    for i, target in enumerate(trust_targets()):
+        try:
+            original = target.read_bytes()
+        except OSError:
+            continue
+        copy = directory / f"trust{i}.pem"
+        separator = b"" if original.endswith(b"\n") or not original else b"\n"
+        _write(copy, original + separator + b"# the netplay playground's CA\n" + ca_pem, 0o644)
+        yield copy, target
