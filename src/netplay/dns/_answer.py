@@ -15,6 +15,10 @@ for every UDP datagram and every TCP message.  What it guarantees:
   client retries over TCP;
 - malformed input: FORMERR when the header can be read, silence when not
   (None); responses (QR set) are ignored.
+
+:class:`Answers` is ``answer`` with a memory, for the drivers: a response
+depends only on the query after its two-byte ID (and on the transport), so
+it is computed once and then only the ID is changed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import dns.zone
 
 from netplay.dns._zones import Zones
 
+CACHE_ENTRIES = 2048
+CACHE_MAX_BYTES = 4096  # queries and responses larger than this are not kept
 UDP_DEFAULT = 512
 UDP_MAX = 4096  # the most we send over UDP, whatever a client offers
 TCP_MAX = 65535
@@ -189,3 +195,31 @@ def answer(wire: bytes, zones: Zones, *, tcp: bool = False) -> bytes | None:
         response.additional.clear()
         response.flags |= dns.flags.TC
         return response.to_wire(max_size=limit)
+
+
+class Answers:
+    """``answer(wire, tcp=...)`` for fixed zones, remembering recent responses.
+
+    At most CACHE_ENTRIES are kept, the oldest going first, and none larger
+    than CACHE_MAX_BYTES, so a stream of distinct hostile queries costs a
+    bounded amount of memory (and only the time ``answer`` takes anyway).
+    """
+
+    def __init__(self, zones: Zones) -> None:
+        self.zones = zones
+        self._kept: dict[tuple[bytes, bool], bytes | None] = {}
+
+    def __call__(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
+        if len(wire) < HEADER.size or len(wire) > CACHE_MAX_BYTES:
+            return answer(wire, self.zones, tcp=tcp)
+        key = (wire[2:], tcp)
+        try:
+            rest = self._kept[key]
+        except KeyError:
+            reply = answer(wire, self.zones, tcp=tcp)
+            rest = None if reply is None else reply[2:]
+            if reply is None or len(reply) <= CACHE_MAX_BYTES:
+                if len(self._kept) >= CACHE_ENTRIES:
+                    del self._kept[next(iter(self._kept))]
+                self._kept[key] = rest
+        return None if rest is None else wire[:2] + rest

@@ -6,7 +6,8 @@ DNS host's namespaces, binds port 53 on each of the host's addresses, and
 returns once a real query over UDP has been answered.  Limits: at most
 MAX_CONNECTIONS TCP connections at once (more are closed at once), and a
 connection idle for IDLE_S seconds is closed.  Several queries on one TCP
-connection are answered in order.
+connection are answered in order.  Responses come from one
+:class:`~netplay.dns._answer.Answers`, which remembers recent ones.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from netplay.dns._answer import answer
+from netplay.dns._answer import Answers
 from netplay.dns._zones import Zones
 from netplay.errors import FabricError
 from netplay.fabric._namespaces import enter
@@ -42,15 +43,15 @@ LENGTH = struct.Struct("!H")
 
 
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, zones: Zones) -> None:
-        self.zones = zones
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        reply = answer(data, self.zones)
+        reply = self.answers(data)
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
@@ -59,8 +60,8 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _Tcp:
-    def __init__(self, zones: Zones) -> None:
-        self.zones = zones
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
         self.open = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -75,7 +76,7 @@ class _Tcp:
                     query = await asyncio.wait_for(reader.readexactly(length), IDLE_S)
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     return
-                reply = answer(query, self.zones, tcp=True)
+                reply = self.answers(query, tcp=True)
                 if reply is None:
                     return
                 writer.write(LENGTH.pack(len(reply)) + reply)
@@ -94,10 +95,11 @@ async def serve(zones: Zones, addresses: Sequence[str], port: int, ready: int) -
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    tcp = _Tcp(zones)
+    answers = Answers(zones)
+    tcp = _Tcp(answers)
     servers = []
     for address in addresses:
-        await loop.create_datagram_endpoint(lambda: _Udp(zones), local_addr=(address, port))
+        await loop.create_datagram_endpoint(lambda: _Udp(answers), local_addr=(address, port))
         servers.append(await asyncio.start_server(tcp.handle, address, port, backlog=128))
     os.write(ready, f"listening on port {port} of {' '.join(addresses)}\n".encode())
     os.close(ready)
