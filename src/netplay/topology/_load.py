@@ -182,10 +182,16 @@ def _host(name: str, table: Mapping[str, Any]) -> Host:
         at = f"{where}.services[{i}]"
         svc = dict(_table(item, at))
         kind = _want(svc.pop("kind", None), str, f"{at}.kind", "a string naming the service")
+        service_name = _want(svc.pop("name", kind), str, f"{at}.name", "a string")
+        engine = svc.pop("engine", None)
+        if engine is not None:
+            _want(engine, str, f"{at}.engine", "a string naming the engine")
         ports = _want(svc.pop("ports", []), list, f"{at}.ports", "a list of port numbers")
         for port in ports:
             _want(port, int, f"{at}.ports", "a list of port numbers")
-        services.append(Service(kind=kind, ports=tuple(ports), options=svc))
+        services.append(
+            Service(kind=kind, name=service_name, engine=engine, ports=tuple(ports), options=svc)
+        )
     return Host(name=name, forward=forward, nat=nat, routes=tuple(routes), services=tuple(services))
 
 

@@ -50,11 +50,21 @@ class Route:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Service:
-    """A service declared on a host; the service layer gives it meaning."""
+    """A service declared on a host; the service layer gives it meaning.
+
+    Its name (``www/https``) is the host's and its own, which defaults to
+    its kind; the engine (which implementation serves the kind) defaults to
+    the kind's first."""
 
     kind: str
+    name: str = ""
+    engine: str | None = None
     ports: tuple[int, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,12 +314,24 @@ def _check_host(topology: Topology, host: Host, attached: list[tuple[Network, At
             f"gateway {route.via} is not on any network {host.name} is attached to",
             field=f"{where}.routes[{i}].via",
         )
+    names: set[str] = set()
     for i, service in enumerate(host.services):
         if not NAME_RE.match(service.kind):
             raise TopologyError(
                 f"{service.kind!r} is not a valid service kind",
                 field=f"{where}.services[{i}].kind",
             )
+        if not NAME_RE.match(service.name):
+            raise TopologyError(
+                f"{service.name!r} is not a valid service name",
+                field=f"{where}.services[{i}].name",
+            )
+        if service.name in names:
+            raise TopologyError(
+                f"{host.name} has two services named {service.name!r}",
+                field=f"{where}.services[{i}].name",
+            )
+        names.add(service.name)
         for port in service.ports:
             if not 1 <= port <= 65535:
                 raise TopologyError(
