@@ -120,12 +120,9 @@ def test_status_and_list(cli_playground: str) -> None:
     for word in ("h1", "192.168.1.11/24", "modemA", "10.25.1.65/16", "www", "10.130.1.4/24"):
         assert word in text.stdout
     described = json.loads(netplay("status", "--name", cli_playground, "--json").stdout)
-    assert described["dns"] == {
-        "host": "backbone",
-        "addresses": ["10.1.1.1", "fd6e:7000:1::1"],
-        "port": 53,
-        "state": "running",
-    }
+    dns = next(s for s in described["services"] if s["id"] == "backbone/dns")
+    assert (dns["kind"], dns["listens"], dns["state"]) == ("dns", ["udp/53", "tcp/53"], "running")
+    assert "backbone/dns" in text.stdout and "www/https" in text.stdout
     h1 = next(h for h in described["hosts"] if h["name"] == "h1")
     assert h1["interfaces"][0]["state"] == "up"
     assert "192.168.1.11/24" in h1["interfaces"][0]["addresses"]

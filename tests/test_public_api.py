@@ -18,6 +18,7 @@ def test_top_level_names() -> None:
         "NotRunningError",
         "PkiError",
         "Playground",
+        "ServiceError",
         "Topology",
         "TopologyError",
         "UnknownHostError",
@@ -42,6 +43,7 @@ def test_errors_have_distinct_exit_statuses() -> None:
             netplay.CommandFailedError,
             netplay.FabricError,
             netplay.PkiError,
+            netplay.ServiceError,
         )
     }
     assert len(set(statuses.values())) == len(statuses)

@@ -1,13 +1,14 @@
 """Rootless: an ordinary user runs up, exec, status and down without sudo.
 
 The test makes a system user of its own, gives it a world-readable copy of
-netplay and its dependencies (the test's own interpreter may live under a
-home directory that user cannot read) and drives the CLI as that user.
+netplay and its dependencies, found from their installed metadata (the
+test's own interpreter may live under a home directory that user cannot
+read), and drives the CLI as that user.
 """
 
 from __future__ import annotations
 
-import importlib
+import importlib.metadata
 import json
 import os
 import pwd
@@ -19,23 +20,48 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+import netplay
 from netplay.fabric import _linux as linux
 from netplay.fabric import _procs
 
 pytestmark = pytest.mark.playground
 
-PACKAGES = (
-    "netplay",
-    "dns",
-    "pyroute2",
-    "rich",
-    "markdown_it",
-    "mdurl",
-    "pygments",
-    "cryptography",
-    "_cffi_backend",  # cryptography's, a module of one file
-)
+
+def _dependencies(name: str) -> list[importlib.metadata.Distribution]:
+    """The installed distributions ``name`` needs at run time, recursively."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = [name]
+    while todo:
+        wanted = canonicalize_name(todo.pop())
+        if wanted in found:
+            continue
+        found[wanted] = importlib.metadata.distribution(wanted)
+        for text in found[wanted].requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    return list(found.values())
+
+
+def _copy_packages(lib: Path) -> None:
+    """netplay's source and every file of its dependencies, as installed."""
+    shutil.copytree(
+        Path(netplay.__path__[0]), lib / "netplay", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for dist in _dependencies("netplay"):
+        if canonicalize_name(dist.metadata["Name"]) == "netplay":
+            continue
+        for file in dist.files or []:
+            parts = Path(file).parts
+            if parts[0] == ".." or "__pycache__" in parts:
+                continue
+            (lib / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(str(dist.locate_file(file))), lib / file)
+
+
 PYTHON = "/usr/bin/python3"
 
 
@@ -61,14 +87,7 @@ def user() -> Iterator[tuple[str, Path]]:
     lib = Path(tempfile.mkdtemp(prefix="netplay-rootless-"))
     uid = pwd.getpwnam(name).pw_uid
     try:
-        for package in PACKAGES:
-            module = importlib.import_module(package)
-            if not hasattr(module, "__path__"):
-                assert module.__file__ is not None
-                shutil.copy(module.__file__, lib)
-                continue
-            source = Path(module.__path__[0])
-            shutil.copytree(source, lib / package, ignore=shutil.ignore_patterns("__pycache__"))
+        _copy_packages(lib)
         subprocess.run([PYTHON, "-m", "compileall", "-q", str(lib)], check=True)
         for path in [lib, *lib.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)

@@ -24,12 +24,12 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from netplay import dns, pki
-from netplay.dns import _server as dns_server
+from netplay import dns, pki, services
 from netplay.errors import (
     AlreadyRunningError,
     FabricError,
     NotRunningError,
+    ServiceError,
     UnknownHostError,
     UsageError,
 )
@@ -96,6 +96,7 @@ class Playground:
         paths = Paths.of(name or topo.name)
         if any(h.nat for h in topo.hosts):
             nft.nft_path()
+        services.contexts(topo, pki.Store(paths.data), {})  # checks them before anything is made
         old = read_state(paths)
         if old is not None:
             if _running(old):
@@ -118,6 +119,7 @@ class Playground:
             "pins": [],
             "faults": {},
             "data": str(paths.data),
+            "services": {},
         }
         if not paths.root:
             state["keeper"] = userns.start_keeper()
@@ -185,23 +187,10 @@ class Playground:
                 outside = topo.network(host.nat).attachment(host.name)
                 assert outside is not None
                 nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
-        if dns_host is not None:
-            self._start_dns(dns_host, zones)
-
-    def _start_dns(self, host: str, zones: dns.Zones) -> None:
-        topo, paths = self.topology, self.paths
-        every = (str(a.ip) for _net, att in topo.attachments_of(host) for a in att.addresses)
-        addresses = list(dict.fromkeys(every))  # a router may use one address on several links
-        fds = namespaces.open_host(paths, host)
         try:
-            pid = dns_server.start(fds, zones, addresses, paths.dir / "dns.log")
+            services.start_all(paths, topo, store, zones, self.state)
         finally:
-            for fd, _kind in fds:
-                os.close(fd)
-        self.state["dns"] = {"host": host, "pid": pid, "start": procs.start_time(pid)}
-        write_state(paths, self.state)
-        with namespaces.netns(paths.net_pin(host)):
-            dns_server.confirm(str(topo.primary_addresses(host)[0]), topo.fqdn(host))
+            write_state(paths, self.state)
 
     def detach(self) -> None:
         """Leave the playground running after this process exits."""
@@ -364,16 +353,24 @@ class Playground:
         write_state(self.paths, self.state)
         return current
 
-    def _dns_status(self) -> dict[str, Any] | None:
-        host = self.topology.dns_host()
-        if host is None:
-            return None
-        return {
-            "host": host,
-            "addresses": [str(a) for a in self.topology.primary_addresses(host)],
-            "port": 53,
-            "state": _dns_state(self.state),
-        }
+    def services(self) -> list[dict[str, Any]]:
+        """Every service: host, name, kind, engine, where it listens, state, pid, restarts."""
+        return services.status(self.paths, self.topology, self.state)
+
+    def service(self, ident: str, action: str) -> dict[str, Any]:
+        """``restart``, ``stop`` or ``start`` the service ``ident`` (``www/https``);
+        return its status once it has settled."""
+        if action not in services.ACTIONS:
+            raise UsageError(f"{action!r} is not one of {', '.join(services.ACTIONS)}")
+        return services.control(self.paths, self.topology, self.state, ident, action)
+
+    def log_of(self, ident: str) -> Path:
+        """The log file of the service ``ident``."""
+        for found in self.services():
+            if found["id"] == ident:
+                return Path(found["log"])
+        names = ", ".join(s["id"] for s in self.services()) or "none"
+        raise ServiceError(f"there is no service {ident!r} (there are: {names})")
 
     def status(self) -> dict[str, Any]:
         """Hosts, interfaces (live state and addresses), networks and faults."""
@@ -416,15 +413,8 @@ class Playground:
                 for n in self.topology.networks
             ],
             "faults": self.state.get("faults", {}),
-            "dns": self._dns_status(),
+            "services": self.services(),
         }
-
-
-def _dns_state(state: dict[str, Any]) -> str:
-    server = state.get("dns")
-    if not server:
-        return "none"
-    return "running" if procs.alive(server["pid"], server.get("start")) else "stopped"
 
 
 def _live(pin: Path) -> dict[str, dict[str, Any]]:
@@ -501,12 +491,15 @@ def _teardown(paths: Paths, state: dict[str, Any]) -> None:
     own = []
     if paths.etc_dir.is_dir():
         own = [*paths.etc_dir.glob("hosts.*"), *paths.etc_dir.glob("trust*.pem")]
+    services_dir = paths.dir / "services"
+    if services_dir.is_dir():
+        own += [p for p in services_dir.iterdir() if p.suffix in (".json", ".log", ".tmp")]
     for path in (
         paths.etc_dir / "hosts",
         *sorted(own),
         paths.etc_dir / "resolv.conf",
         paths.etc_dir,
-        paths.dir / "dns.log",
+        services_dir,
         paths.ns_dir,
         paths.state,
         paths.state.with_suffix(".tmp"),

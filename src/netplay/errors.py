@@ -144,3 +144,9 @@ class PkiError(NetplayError):
     """The playground's CA or certificates cannot be made or kept."""
 
     exit_status = 11
+
+
+class ServiceError(NetplayError):
+    """A service did not start, is unknown, or did not do what it was told."""
+
+    exit_status = 12

@@ -49,14 +49,25 @@ def format_status(status: dict[str, Any]) -> str:
         networks.add_row(
             net["name"], net["kind"], str(net["mtu"]), " ".join(net["hosts"]), "; ".join(here)
         )
+    if not status.get("services"):
+        return _render(hosts, networks)
     services = Table(title="services")
-    for column in ("service", "host", "listens on", "state"):
+    for column in ("service", "kind", "engine", "listens on", "state", "pid", "restarts"):
         services.add_column(column)
-    server = status.get("dns")
-    if server:
-        where = " ".join(f"{a} port {server['port']}" for a in server["addresses"])
-        services.add_row("dns", server["host"], where, server["state"])
-    return _render(hosts, networks, services) if server else _render(hosts, networks)
+    for service in status["services"]:
+        state = service["state"]
+        if service.get("reason") and state in ("failed", "restarting"):
+            state = f"{state}: {service['reason']}"
+        services.add_row(
+            service["id"],
+            service["kind"],
+            service["engine"],
+            " ".join(service["listens"]),
+            state,
+            str(service["pid"] or ""),
+            str(service["restarts"]),
+        )
+    return _render(hosts, networks, services)
 
 
 def describe_faults(faults: dict[str, Any]) -> str:

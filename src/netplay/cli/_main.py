@@ -20,16 +20,19 @@ from netplay import __version__
 from netplay._playground import Playground
 from netplay.cli._console import run_console
 from netplay.cli._format import describe_faults, format_list, format_status
-from netplay.errors import NetplayError, UnknownHostError, UsageError
+from netplay.errors import NetplayError, ServiceError, UnknownHostError, UsageError
 from netplay.pki import DEMO_USER
 
 INTERNAL_ERROR = 70
+FOLLOW_INTERVAL_S = 0.2
 
 EPILOG = """examples:
   netplay up --detach                      start the book playground and return
   netplay exec h1 -- traceroute -n www     run a command on h1
   netplay shell h1                         an interactive shell on h1
   netplay link modemA isp --loss 20%       disturb a link (see: netplay link -h)
+  netplay logs www/https -f                follow a service's log
+  netplay service restart www/https        and stop, start
   netplay ca                               the CA certificate's path, to trust it elsewhere
   netplay down                             remove everything
 """
@@ -85,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="an interactive shell on a host")
     named(shell)
     shell.add_argument("host")
+    logs = sub.add_parser("logs", help="a service's log: netplay logs www/https [-f]")
+    named(logs)
+    logs.add_argument("service", help="HOST/NAME, as `netplay status` lists them")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing what is added")
+    logs.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
+    service = sub.add_parser("service", help="restart, stop or start a service")
+    named(service)
+    service.add_argument("action", choices=["restart", "stop", "start"])
+    service.add_argument("service", help="HOST/NAME, as `netplay status` lists them")
     ca = sub.add_parser(
         "ca",
         help="where the playground's CA certificate is, to trust it elsewhere",
@@ -184,6 +196,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "link":
         print(_link(pg, args), end="")
         return 0
+    if args.command == "logs":
+        _logs(pg, args)
+        return 0
+    if args.command == "service":
+        now = pg.service(args.service, args.action)
+        pid = f", pid {now['pid']}" if now["pid"] else ""
+        reason = f" ({now['reason']})" if now["reason"] else ""
+        print(f"{now['id']}: {now['state']}{pid}{reason}")
+        return 0 if now["state"] != "failed" else ServiceError.exit_status
     if args.command == "exec":
         argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
         if not argv:
@@ -193,6 +214,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         shell = os.environ.get("SHELL") or "/bin/bash"
         pg.host(args.host).execvp([shell])
     raise UsageError(f"unknown command {args.command!r}")
+
+
+def _logs(pg: Playground, args: argparse.Namespace) -> None:
+    path = pg.log_of(args.service)
+    with open(path, "rb") as f:
+        text = f.read().decode(errors="replace")
+        if args.lines is not None:
+            text = "".join(text.splitlines(keepends=True)[-args.lines :]) if args.lines else ""
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        while args.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+            elif not path.exists():  # the playground went down
+                return
+            else:
+                time.sleep(FOLLOW_INTERVAL_S)
 
 
 def _ca(args: argparse.Namespace) -> str:

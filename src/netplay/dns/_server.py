@@ -1,9 +1,8 @@
 """The DNS server's drivers: asyncio UDP and TCP around :func:`answer`.
 
-``start`` forks the server from the process that builds the playground (no
-interpreter to start, dnspython already loaded), moves the child into the
-DNS host's namespaces, binds port 53 on each of the host's addresses, and
-returns once a real query over UDP has been answered.  Limits: at most
+:func:`serve` binds the port on each of the given addresses and serves
+until SIGTERM; the service layer runs it in a child forked inside the DNS
+host (no interpreter to start, dnspython already loaded).  Limits: at most
 MAX_CONNECTIONS TCP connections at once (more are closed at once), and a
 connection idle for IDLE_S seconds is closed.  Several queries on one TCP
 connection are answered in order.  Responses come from one
@@ -15,23 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import select
 import signal
 import struct
 from collections.abc import Sequence
-from pathlib import Path
 from typing import cast
-
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
 
 from netplay.dns._answer import Answers
 from netplay.dns._zones import Zones
-from netplay.errors import FabricError
-from netplay.fabric._namespaces import enter
 
 log = logging.getLogger("netplay.dns")
 
@@ -90,8 +79,8 @@ class _Tcp:
                 await writer.wait_closed()
 
 
-async def serve(zones: Zones, addresses: Sequence[str], port: int, ready: int) -> None:
-    """Serve until SIGTERM; write one line to the fd ``ready`` once bound."""
+async def serve(zones: Zones, addresses: Sequence[str], port: int) -> None:
+    """Serve until SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -101,56 +90,5 @@ async def serve(zones: Zones, addresses: Sequence[str], port: int, ready: int) -
     for address in addresses:
         await loop.create_datagram_endpoint(lambda: _Udp(answers), local_addr=(address, port))
         servers.append(await asyncio.start_server(tcp.handle, address, port, backlog=128))
-    os.write(ready, f"listening on port {port} of {' '.join(addresses)}\n".encode())
-    os.close(ready)
+    log.info("listening on port %d of %s", port, " ".join(addresses))
     await stop
-
-
-def start(
-    fds: Sequence[tuple[int, int]], zones: Zones, addresses: Sequence[str], logfile: Path
-) -> int:
-    """Fork the server into the host whose namespace ``fds`` are given; return its pid."""
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child serves until it is stopped
-        status = 1
-        try:
-            os.close(ready_r)
-            os.setsid()
-            enter(fds)
-            out = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            null = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(null, 0)
-            os.dup2(out, 1)
-            os.dup2(out, 2)
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", force=True)
-            asyncio.run(serve(zones, addresses, PORT, ready_w))
-            status = 0
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.write(ready_w, f"error: {exc}\n".encode())
-        finally:
-            os._exit(status)
-    os.close(ready_w)
-    try:
-        readable, _, _ = select.select([ready_r], [], [], READY_TIMEOUT_S)
-        line = os.read(ready_r, 4096).decode(errors="replace").strip() if readable else ""
-    finally:
-        os.close(ready_r)
-    if not line.startswith("listening"):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise FabricError(f"the DNS server did not start ({line or 'no answer in 5 s'})")
-    return pid
-
-
-def confirm(address: str, name: str) -> None:
-    """One real query over UDP; raise FabricError unless it is answered."""
-    query = dns.message.make_query(name, "A")
-    try:
-        response = dns.query.udp(query, address, timeout=READY_TIMEOUT_S)
-    except (OSError, dns.exception.DNSException) as exc:
-        raise FabricError(f"the DNS server on {address} does not answer ({exc})") from exc
-    if response.rcode() != dns.rcode.NOERROR:
-        raise FabricError(f"the DNS server answered {dns.rcode.to_text(response.rcode())}")

@@ -1,0 +1,70 @@
+"""The ``http`` and ``https`` kinds, served by granian: www's application (:mod:`netplay.www`).
+
+granian (a Rust HTTP server for Python applications, built on hyper) was
+chosen by measurement (docs/dependencies.md): it answers a malformed
+request line with 400, oversized headers with 431, cuts off a client that
+sends its headers too slowly while it serves others, keeps serving with
+1,000 idle connections open, and rejects requests that carry both
+Content-Length and Transfer-Encoding or two Content-Lengths.  HTTPS is
+rustls: TLS 1.2 and 1.3 only, with the host's certificate from the
+playground CA.  One worker process with a pool of threads for the WSGI
+application, listening on every address of the host (IPv6 and IPv4).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+import sys
+from collections.abc import Mapping
+from typing import ClassVar
+
+from netplay.services._base import Command, Context, Engine, HealthError, Start
+from netplay.www._types import APPS_VARIABLE
+
+HEADER_BUFFER = 16 * 1024  # headers larger than this get 431
+HEADER_TIMEOUT_MS = 5_000  # a client has this long to send its headers
+THREADS = 32
+
+
+class GranianEngine(Engine):
+    options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {"apps": dict, "threads": int}
+
+    def __init__(self, *, tls: bool) -> None:
+        self.tls = tls
+        self.default_ports = (443,) if tls else (80,)
+
+    def start(self, ctx: Context) -> Start:
+        argv = [sys.executable, "-m", "granian", "--interface", "wsgi"]
+        argv += ["--host", "::", "--port", str(self.ports(ctx)[0]), "--workers", "1"]
+        argv += ["--blocking-threads", str(ctx.option("threads", THREADS))]
+        argv += ["--http1-buffer-size", str(HEADER_BUFFER)]
+        argv += ["--http1-header-read-timeout", str(HEADER_TIMEOUT_MS)]
+        argv += ["--no-ws", "--log-level", "info", "--access-log"]
+        if self.tls:
+            cert, key = ctx.pki.server(ctx.host)
+            argv += ["--ssl-certificate", str(cert), "--ssl-keyfile", str(key)]
+            argv += ["--ssl-protocol-min", "tls1.2"]
+        argv.append("netplay.www:app")
+        return Command(argv, {APPS_VARIABLE: json.dumps(ctx.option("apps", {}))})
+
+    def _connection(self, ctx: Context, timeout: float) -> http.client.HTTPConnection:
+        port = self.ports(ctx)[0]
+        if not self.tls:
+            return http.client.HTTPConnection(ctx.address, port, timeout=timeout)
+        context = ssl.create_default_context(cafile=str(ctx.pki.ca))
+        return http.client.HTTPSConnection(ctx.address, port, timeout=timeout, context=context)
+
+    def health(self, ctx: Context, timeout: float) -> None:
+        connection = self._connection(ctx, timeout)
+        try:
+            connection.request("GET", "/get", headers={"Host": ctx.fqdn})
+            response = connection.getresponse()
+            body = response.read()
+        except (TimeoutError, http.client.HTTPException) as exc:
+            raise HealthError(f"GET /get failed ({exc!r})") from exc
+        finally:
+            connection.close()
+        if response.status != 200 or b'"url"' not in body:
+            raise HealthError(f"GET /get answered {response.status} {response.reason}")

@@ -1,0 +1,318 @@
+"""The runner: one small supervising process per service, inside its host.
+
+``up`` forks one runner per service, all at once.  Each enters its host's
+namespaces, starts the server in a process group of its own (so whatever
+the server forks goes with it), and reports once over a pipe: ``ready``
+when the engine's health check (one real protocol exchange) has passed,
+or ``failed REASON``.  Then it supervises:
+
+- a server that exits is restarted after a back-off (0.5 s, doubling to
+  8 s), and must pass its health check again;
+- after ``restart_limit`` restarts (default 5) within RESTART_WINDOW_S the
+  service is ``failed``, and the reason is in its log and its state;
+- the health check is retried for ``health_timeout`` seconds (default 15);
+- signals control it: SIGHUP restarts the server, SIGUSR1 stops it,
+  SIGUSR2 starts it again, SIGTERM stops it and ends the runner.
+
+The runner's state (starting, running, restarting, stopped or failed; the
+server's pid; restarts; the reason of a failure) is a JSON file it
+rewrites on every change, which ``status`` reads.  Its log holds the
+server's stdout and stderr and the runner's own lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netplay.fabric._namespaces import enter
+from netplay.fabric._state import Paths
+from netplay.services._base import Command, Context, Engine, HealthError
+
+SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
+HEALTH_TIMEOUT_S = 15.0
+HEALTH_INTERVAL_S = 0.05
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 8.0
+RESTART_WINDOW_S = 60.0
+RESTART_LIMIT = 5
+STOP_GRACE_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Files:
+    """Where one service's state and log are kept."""
+
+    state: Path
+    log: Path
+
+    @classmethod
+    def of(cls, paths: Paths, host: str, name: str) -> Files:
+        base = paths.dir / "services"
+        return cls(base / f"{host}.{name}.json", base / f"{host}.{name}.log")
+
+
+def read(files: Files) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(files.state.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+class Runner:
+    """Supervises the server of one service; runs in its own forked process."""
+
+    def __init__(self, ctx: Context, engine: Engine, files: Files, log_fd: int) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self.files = files
+        self.log_fd = log_fd
+        self.server: int | None = None
+        self.state = "starting"
+        self.reason = ""
+        self.restarts = 0
+        self.recent: list[float] = []
+        self.restart_at: float | None = None
+        self.handled = 0  # control signals handled, so that a controller knows when
+        self.limit = int(ctx.option("restart_limit", RESTART_LIMIT))
+        self.health_timeout = float(ctx.option("health_timeout", HEALTH_TIMEOUT_S))
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with contextlib.suppress(OSError):
+            os.write(self.log_fd, f"{stamp} netplay: {self.ctx.id} {message}\n".encode())
+
+    def save(self) -> None:
+        data = {
+            "id": self.ctx.id,
+            "host": self.ctx.host,
+            "name": self.ctx.service.name,
+            "kind": self.ctx.service.kind,
+            "listens": self.engine.listens(self.ctx),
+            "state": self.state,
+            "pid": self.server,
+            "runner": os.getpid(),
+            "restarts": self.restarts,
+            "reason": self.reason,
+            "handled": self.handled,
+            "log": str(self.files.log),
+        }
+        tmp = self.files.state.with_name(self.files.state.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.files.state)
+
+    # -- the server process ----------------------------------------------
+
+    def _spawn(self) -> None:
+        start = self.engine.start(self.ctx)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the server
+            status = 1
+            try:
+                os.setpgid(0, 0)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+                for sig in SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                if isinstance(start, Command):
+                    os.execvpe(start.argv[0], start.argv, {**os.environ, **start.env})
+                start()
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+                sys.stderr.flush()
+            finally:
+                os._exit(status)
+        self.server = pid
+        self.log(f"started (pid {pid})")
+
+    def _stop(self) -> None:
+        """Stop the server and everything in its process group."""
+        pid = self.server
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while time.monotonic() < deadline:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # what it left behind
+        self.server = None
+        self.log("stopped")
+
+    def _healthy(self) -> str | None:
+        """None once the health check passes, or why it never did."""
+        deadline = time.monotonic() + self.health_timeout
+        last = "no answer"
+        attempt = 0
+        while self.server is not None:
+            done, status = os.waitpid(self.server, os.WNOHANG)
+            if done:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.server, signal.SIGKILL)
+                self.server = None
+                return f"the server {_describe(status)} before it answered"
+            try:  # short waits first: a UDP query sent before the bind is simply lost
+                self.engine.health(self.ctx, timeout=min(0.1 * 2**attempt, 2.0))
+                return None
+            except (OSError, HealthError) as exc:
+                last = str(exc) or exc.__class__.__name__
+            attempt += 1
+            if time.monotonic() > deadline:
+                return f"no healthy answer in {self.health_timeout:g} s ({last})"
+            time.sleep(HEALTH_INTERVAL_S)
+        return "the server is gone"
+
+    def _start(self) -> str | None:
+        """Start and check the server; None if it is healthy, else why not."""
+        self.state = "starting"
+        self.save()
+        try:
+            self._spawn()
+        except Exception as exc:
+            return f"cannot start: {exc}"
+        failure = self._healthy()
+        if failure is None:
+            self.state, self.reason = "running", ""
+            self.log("healthy")
+        else:
+            self.log(failure)
+            self._stop()
+        self.save()
+        return failure
+
+    def _crashed(self, reason: str) -> None:
+        """Schedule a restart with back-off, or give up past the limit."""
+        now = time.monotonic()
+        self.recent = [t for t in self.recent if now - t < RESTART_WINDOW_S]
+        if len(self.recent) >= self.limit:
+            self.state = "failed"
+            self.reason = (
+                f"{reason}; gave up after {self.limit} restarts in {RESTART_WINDOW_S:.0f} s"
+            )
+            self.restart_at = None
+            self.log(self.reason)
+        else:
+            self.recent.append(now)
+            self.restarts += 1
+            delay = min(BACKOFF_FIRST_S * 2 ** (len(self.recent) - 1), BACKOFF_MAX_S)
+            self.state, self.reason = "restarting", reason
+            self.restart_at = now + delay
+            self.log(f"{reason}; restarting in {delay:g} s")
+        self.save()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.server:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                self.server = None
+                if self.state in ("running", "starting"):
+                    self._crashed(f"the server {_describe(status)}")
+
+    # -- the supervising loop --------------------------------------------
+
+    def run(self, report: int) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        failure = self._start()
+        os.write(report, b"ready\n" if failure is None else f"failed {failure}\n".encode())
+        os.close(report)
+        if failure is not None:
+            self.state, self.reason = "failed", failure
+            self.save()
+        while True:
+            if self.restart_at is None:
+                info = signal.sigwaitinfo(SIGNALS)
+                sig: int | None = info.si_signo
+            else:
+                wait = max(0.0, self.restart_at - time.monotonic())
+                got = signal.sigtimedwait(SIGNALS, wait)
+                sig = None if got is None else got.si_signo
+            if sig is None:
+                self.restart_at = None
+                failure = self._start()
+                if failure is not None:
+                    self._crashed(failure)
+            elif sig == signal.SIGCHLD:
+                self._reap()
+            elif sig == signal.SIGTERM:
+                self._stop()
+                self.state = "stopped"
+                self.save()
+                return
+            elif sig in (signal.SIGHUP, signal.SIGUSR2):
+                if sig == signal.SIGHUP or self.server is None:
+                    self._stop()
+                    self.recent.clear()
+                    self.restart_at = None
+                    failure = self._start()
+                    if failure is not None:
+                        self._crashed(failure)
+                self.handled += 1
+                self.save()
+            elif sig == signal.SIGUSR1:
+                self._stop()
+                self.state, self.reason, self.restart_at = "stopped", "", None
+                self.handled += 1
+                self.save()
+
+
+def spawn(
+    ctx: Context, engine: Engine, files: Files, fds: Sequence[tuple[int, int]]
+) -> tuple[int, int]:
+    """Fork the runner of one service into its host; return its pid and the
+    read end of the pipe it reports on (one line: ``ready`` or ``failed ...``)."""
+    files.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the runner
+        status = 1
+        try:
+            os.close(report_r)
+            os.setsid()
+            enter(fds)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            Runner(ctx, engine, files, log_fd).run(report_w)
+            status = 0
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.write(report_w, f"failed the runner broke: {exc}\n".encode())
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(report_w)
+    os.close(log_fd)
+    return pid, report_r

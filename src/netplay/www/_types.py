@@ -1,0 +1,14 @@
+"""WSGI's types and the constants of www (cheap to import: no Flask)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+SITE = Path(__file__).parent / "site"
+APPS_VARIABLE = "NETPLAY_WWW_APPS"  # the ``apps`` option, as JSON, for the server's workers
+
+WSGIEnvironment = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]
