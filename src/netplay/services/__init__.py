@@ -1,12 +1,11 @@
 """Services inside hosts: one small interface per kind, and a runner that supervises each."""
 
-from netplay.services._base import Command, Context, Engine, HealthError, Start
+from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._control import ACTIONS, contexts, control, start_all, status
 from netplay.services._runner import Files
 
 __all__ = [
     "ACTIONS",
-    "Command",
     "Context",
     "Engine",
     "Files",

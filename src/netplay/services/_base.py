@@ -4,8 +4,8 @@ A *kind* is a protocol as the topology names it (``dns``, ``http``,
 ``https``, ``inetd``); an *engine* is one implementation of a kind (built
 in, in Python; or a library's server such as granian; later a system
 daemon such as nginx or Dovecot for the same kind).  An engine says how to
-start its server inside the host (a command to exec, or a function to run
-in a forked child), how to check with one real protocol exchange that it
+start its server inside the host (a function run in a forked child, which
+may exec a daemon), how to check with one real protocol exchange that it
 answers, and where it listens.  The runner (:mod:`netplay.services._runner`)
 does the rest for every engine alike: starting, health, restarts, logs.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from netplay import dns
@@ -22,17 +22,8 @@ from netplay.errors import TopologyError
 from netplay.pki import Store
 from netplay.topology import Service, Topology
 
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A program to exec, with variables added to its environment."""
-
-    argv: list[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-
-
-#: what an engine starts: a command to exec, or a function run in a forked child
-Start = Command | Callable[[], None]
+#: what an engine starts: a function run in a forked child inside the host (it may exec)
+Start = Callable[[], None]
 
 #: options the runner understands, for every kind: name -> type
 COMMON_OPTIONS: Mapping[str, type | tuple[type, ...]] = {

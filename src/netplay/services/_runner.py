@@ -36,7 +36,7 @@ from typing import Any
 
 from netplay.fabric._namespaces import enter
 from netplay.fabric._state import Paths
-from netplay.services._base import Command, Context, Engine, HealthError
+from netplay.services._base import Context, Engine, HealthError
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
 HEALTH_TIMEOUT_S = 15.0
@@ -129,14 +129,19 @@ class Runner:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
                 for sig in SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
-                if isinstance(start, Command):
-                    os.execvpe(start.argv[0], start.argv, {**os.environ, **start.env})
+                # the log file, a line at a time, whatever sys.stdout was in the process
+                # that made the playground (a terminal, pytest's capture, a notebook)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)
+                sys.stderr = open(2, "w", buffering=1, closefd=False)
                 start()
                 status = 0
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
                 traceback.print_exc()
-                sys.stderr.flush()
             finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
                 os._exit(status)
         self.server = pid
         self.log(f"started (pid {pid})")
@@ -305,6 +310,8 @@ def spawn(
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
             Runner(ctx, engine, files, log_fd).run(report_w)
             status = 0
         except BaseException as exc:
