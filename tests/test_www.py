@@ -104,6 +104,35 @@ def test_requests_with_verification_and_httpbin_behaviour(book: Playground) -> N
     assert got["post"] == {"a": "1"}
 
 
+def test_site_pages_are_gzipped_cached_and_revalidated(book: Playground) -> None:
+    head = curl(book, "--compressed", "-D", "-", "-o", "/dev/null", "https://www/about.html")
+    headers = head.stdout.lower()
+    assert "content-encoding: gzip" in headers and "vary: accept-encoding" in headers
+    etag = next(
+        line.split(":", 1)[1].strip()
+        for line in head.stdout.splitlines()
+        if line.lower().startswith("etag:")
+    )
+    again = curl(
+        book,
+        "-H",
+        f"If-None-Match: {etag}",
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        "https://www/about.html",
+    )
+    assert again.stdout == "304"
+    plain = curl(book, "https://www/about.html")  # no Accept-Encoding: the text itself
+    assert plain.stdout.startswith("<!DOCTYPE html>")
+
+
+def test_headers_echoed(book: Playground) -> None:
+    sent = json.loads(curl(book, "-H", "X-Netplay: yes", "https://www/headers").stdout)
+    assert sent["headers"]["X-Netplay"] == "yes" and sent["headers"]["Host"] == "www"
+
+
 def test_keep_alive_and_chunked_responses(book: Playground) -> None:
     both = curl(book, "-v", "-o", "/dev/null", "-o", "/dev/null", *["http://www/get"] * 2)
     assert "Re-using existing connection" in both.stderr or "Reusing" in both.stderr

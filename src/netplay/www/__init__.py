@@ -2,7 +2,8 @@
 
 - ``/`` and the static site (``site/``: a dozen linked pages for scraping
   and crawling exercises, with a form, non-ASCII text, images, robots.txt
-  and a page completed by JavaScript);
+  and a page completed by JavaScript), from memory, gzipped for clients
+  that accept it (:mod:`netplay.www._static`);
 - ``/search?q=...``: the site's search, over the text of its pages;
 - ``/geocode?q=...``: the geocoding API (:mod:`netplay.www._geocode`);
 - mounted WSGI applications: the ``apps`` option of the www services maps a

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from urllib.parse import parse_qs
 
 from httpbin import app as httpbin
-from werkzeug.middleware.shared_data import SharedDataMiddleware
 
+from netplay.www import _static
 from netplay.www._geocode import geocode
 from netplay.www._types import APPS_VARIABLE, SITE, StartResponse, WSGIApp, WSGIEnvironment
 
@@ -21,7 +21,7 @@ _MAPPED = "::ffff:"
 _TAG = re.compile(r"<[^>]+>")
 _TITLE = re.compile(r"<title>(.*?) - ", re.S)
 
-_static = SharedDataMiddleware(httpbin, {"/": str(SITE)}, cache=True)
+_FILES = _static.load(SITE)
 
 
 @functools.cache
@@ -85,6 +85,8 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
             environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
             environ["PATH_INFO"] = path[len(prefix) :]
             return mounted(environ, start_response)
-    if path == "/":
-        environ["PATH_INFO"] = "/index.html"
-    return _static(environ, start_response)
+    file = _FILES.get("/index.html" if path == "/" else path)
+    if file is not None:
+        return _static.serve(file, environ, start_response)
+    answer: Iterable[bytes] = httpbin(environ, start_response)
+    return answer
