@@ -3,7 +3,8 @@
 For each topology (default: book, line:100, line:1000) this runs, each in a
 fresh process:
 
-- netplay: ``Playground.up`` until ready, then ``down``; the peak memory of
+- netplay: ``Playground.up`` until ready (every service has passed its
+  health check), then ``down``; the peak memory of
   that process, and the memory the kernel holds per idle host (the drop in
   MemAvailable while the playground is up, divided by its hosts).  Each
   run uses a new name, so the first ``up`` makes a CA and every host's
@@ -39,8 +40,8 @@ from netplay.fabric import _netlink as nl
 from netplay.topology import Topology, load
 
 TARGETS = {  # (topology, figure): the most DESIGN.md allows
-    ("book", "ready_s"): 0.3,
-    ("book", "again_s"): 0.3,
+    ("book", "ready_s"): 1.0,  # every service answering (issue: services and www)
+    ("book", "again_s"): 1.0,
     ("line:1000", "ready_s"): 10.0,
     ("line:1000", "down_s"): 3.0,
 }
@@ -191,8 +192,8 @@ def rows(spec: str, ours: dict[str, float], floor: dict[str, float]) -> Iterator
         ratio = f"{value / floor[versus]:.2f}x" if versus in floor and floor[versus] > 0 else "-"
         reference = f"{floor[versus]:.3f}" if versus in floor else "-"
         target = TARGETS.get((spec, key))
-        if key == "mib_per_host":
-            target = MAX_MIB_PER_HOST
+        if key == "mib_per_host" and not any(h.services for h in load(spec).hosts):
+            target = MAX_MIB_PER_HOST  # an idle host: no services running in it
         verdict = "-" if target is None else ("ok" if value <= target else f"OVER {target}")
         yield f"{spec:<10} {label:<36} {value:>9.3f} {unit:<4} {reference:>9} {ratio:>7}  {verdict}"
 

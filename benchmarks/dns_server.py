@@ -15,8 +15,8 @@ alternately; medians and the ratio are printed (the target is at least
 0.3).  Run as root with knotd and dnsperf installed
 (``apt-get install knot dnsperf``):
 
-    python3 benchmarks/dns.py
-    python3 benchmarks/dns.py --time 10 --repeat 5 --in-flight 200
+    python3 benchmarks/dns_server.py
+    python3 benchmarks/dns_server.py --time 10 --repeat 5 --in-flight 200
 """
 
 from __future__ import annotations
@@ -33,20 +33,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-# This file is dns.py: without this, `import dns` below would import it, not dnspython.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.reversename
 
-import dns.exception  # noqa: E402
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
-import dns.rcode  # noqa: E402
-import dns.reversename  # noqa: E402
-
-from netplay import Playground  # noqa: E402
-from netplay import dns as netplay_dns  # noqa: E402
-from netplay.fabric import _namespaces as namespaces  # noqa: E402
-from netplay.topology import Topology  # noqa: E402
+from netplay import Playground
+from netplay import dns as netplay_dns
+from netplay.fabric import _namespaces as namespaces
+from netplay.topology import Topology
 
 TARGET_RATIO = 0.3
 SERVER = "10.1.1.1"
@@ -112,7 +108,8 @@ def wait_answering(pg: Playground, port: int) -> None:
             except (OSError, dns.exception.DNSException):
                 pass
             if time.monotonic() > deadline:
-                raise SystemExit(f"dns.py: the server on port {port} did not answer in {READY_S} s")
+                message = f"the server on port {port} did not answer in {READY_S} s"
+                raise SystemExit(f"dns_server.py: {message}")
             time.sleep(0.1)
 
 
@@ -136,7 +133,7 @@ def dnsperf(pg: Playground, port: int, query_file: Path, seconds: int, in_flight
     found = re.search(r"Queries per second:\s+([\d.]+)", result.stdout)
     lost = re.search(r"Queries lost:\s+(\d+)", result.stdout)
     if found is None:
-        raise SystemExit(f"dns.py: no rate in dnsperf's report:\n{result.stdout}")
+        raise SystemExit(f"dns_server.py: no rate in dnsperf's report:\n{result.stdout}")
     if lost is not None and int(lost.group(1)) > 0:
         print(f"  (port {port}: {lost.group(1)} queries lost)", file=sys.stderr)
     return float(found.group(1))
@@ -149,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=100, help="queries outstanding at once")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        print("dns.py: run as root", file=sys.stderr)
+        print("dns_server.py: run as root", file=sys.stderr)
         return 2
     for tool in ("knotd", "dnsperf"):
         if shutil.which(tool) is None:
-            print(f"dns.py: {tool} is missing (apt-get install knot dnsperf)", file=sys.stderr)
+            missing = f"{tool} is missing (apt-get install knot dnsperf)"
+            print(f"dns_server.py: {missing}", file=sys.stderr)
             return 2
     ours: list[float] = []
     theirs: list[float] = []
