@@ -1,0 +1,123 @@
+"""TCP: a client and server that exchange exactly sixteen bytes each way.
+
+TCP is a stream, not messages: ``recv(16)`` may return fewer bytes, so both
+sides loop until they have all sixteen (:func:`recvall`).  The server says
+whom it accepted: from h1 over IPv4 that is 10.25.1.65, modemA's address,
+because the connection crossed NAT; over IPv6 (no NAT) it is h1's own.
+
+    netplay exec www -- python3 -m netplay.programs.tcp_sixteen server &
+    netplay exec h1 -- python3 -m netplay.programs.tcp_sixteen client -4 www
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Sequence
+
+from netplay.programs._cli import ProgramError, run
+
+PORT = 1060
+QUESTION = b"Hi there, server"
+ANSWER = b"Farewell, client"
+
+
+def recvall(sock: socket.socket, length: int) -> bytes:
+    """Exactly ``length`` bytes from ``sock``; ProgramError if it closes first."""
+    data = b""
+    while len(data) < length:
+        more = sock.recv(length - len(data))
+        if not more:
+            raise ProgramError(f"the peer closed after {len(data)} of {length} bytes")
+        data += more
+    return data
+
+
+def peer_name(address: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
+    """(host, port), with an IPv4 client of a dual-stack socket shown as IPv4."""
+    host, port = address[0], address[1]
+    return (host.removeprefix("::ffff:") if "." in host else host), port
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tcp_sixteen", description="Send and receive sixteen bytes over TCP."
+    )
+    sub = parser.add_subparsers(dest="role", required=True)
+    server = sub.add_parser("server", help="accept connections, forever")
+    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
+    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    client = sub.add_parser("client", help="connect once")
+    client.add_argument("host", help="the server's name or address")
+    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    family = client.add_mutually_exclusive_group()
+    family.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET,
+        help="connect over IPv4 only (from h1: through NAT)",
+    )
+    family.add_argument(
+        "-6",
+        dest="family",
+        action="store_const",
+        const=socket.AF_INET6,
+        help="connect over IPv6 only",
+    )
+    return parser
+
+
+def connect(host: str, port: int, family: int = 0, timeout: float = 10) -> socket.socket:
+    """A TCP connection to the first address of ``host`` (of ``family``) that answers."""
+    last: OSError | None = None
+    for fam, kind, proto, _name, address in socket.getaddrinfo(
+        host, port, family, socket.SOCK_STREAM
+    ):
+        sock = socket.socket(fam, kind, proto)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last or ProgramError(f"{host} has no address of that family")
+
+
+def _server(args: argparse.Namespace) -> None:
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    listener = socket.create_server(
+        (args.host, args.port), family=family, dualstack_ipv6=family == socket.AF_INET6
+    )
+    print(f"Listening at {listener.getsockname()[:2]}", flush=True)
+    while True:
+        sock, address = listener.accept()
+        with sock:
+            print(f"We have accepted a connection from {peer_name(address)}", flush=True)
+            try:
+                message = recvall(sock, len(QUESTION))
+            except ProgramError as exc:
+                print(f"  that client broke off: {exc}", flush=True)
+                continue
+            print(f"  Incoming sixteen-octet message: {message!r}", flush=True)
+            sock.sendall(ANSWER)
+            print("  Reply sent, socket closed", flush=True)
+
+
+def _client(args: argparse.Namespace) -> None:
+    with connect(args.host, args.port, args.family or 0) as sock:
+        print(f"Client has been assigned the address {sock.getsockname()[:2]}")
+        sock.sendall(QUESTION)
+        print(f"The server said {recvall(sock, len(ANSWER))!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run("tcp_sixteen", lambda: _server(args) if args.role == "server" else _client(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The programs of part 1 so far: first steps, UDP with retries, TCP's sixteen bytes and deadlock.
+
+Each has unit tests of its pieces (loopback only) and an end-to-end test
+in the book playground: the server in www, the client in h1, through NAT.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from netplay import Playground
+from netplay.programs import geocode, tcp_deadlock, tcp_sixteen, udp_remote
+from netplay.programs._cli import ProgramError
+
+# -- pieces ----------------------------------------------------------------------
+
+
+def test_http_response_parsing() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello and more"
+    assert geocode.parse_response(raw) == (200, {"content-length": "5", "x-a": "b"}, b"hello")
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    assert geocode.parse_response(chunked)[2] == b"abcde"
+    with pytest.raises(ProgramError, match="inside its headers"):
+        geocode.parse_response(b"HTTP/1.1 200 OK\r\nContent-Le")
+    with pytest.raises(ProgramError, match="not an HTTP response"):
+        geocode.parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
+    request = geocode.http_request("www.example.com", "/geocode?q=x")
+    assert request.startswith(b"GET /geocode?q=x HTTP/1.1\r\nHost: www.example.com\r\n")
+    assert request.endswith(b"\r\n\r\n")
+
+
+def test_udp_request_and_reply_format() -> None:
+    ident = bytes(range(8))
+    reply = udp_remote.make_reply(udp_remote.make_request(ident, "four"))
+    assert reply is not None
+    assert udp_remote.parse_reply(reply) == (ident, "Your data was 4 bytes long")
+    for junk in (b"", b"no space", b"zz" * 8 + b" x", b"0123 short id"):
+        assert udp_remote.make_reply(junk) is None
+    with pytest.raises(ProgramError):
+        udp_remote.parse_reply(b"garbage")
+
+
+def test_udp_client_ignores_replies_that_are_not_its_own() -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+
+    def answer_twice() -> None:
+        data, address = server.recvfrom(65535)
+        server.sendto(b"0000000000000000 a stale reply", address)
+        server.sendto(b"not even a reply", address)
+        reply = udp_remote.make_reply(data)
+        assert reply is not None
+        server.sendto(reply, address)
+
+    thread = threading.Thread(target=answer_twice)
+    thread.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.connect(server.getsockname())
+        outcome = udp_remote.request(client, "hello")
+    thread.join()
+    server.close()
+    assert outcome == udp_remote.Outcome("Your data was 5 bytes long", tries=1, ignored=2)
+
+
+def test_udp_client_with_no_server_is_one_line() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "netplay.programs.udp_remote", "client", "127.0.0.1", "-p",
+         str(port), "--attempts", "3"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("udp_remote: ") and len(result.stderr.splitlines()) == 1
+
+
+def test_recvall_and_early_close() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"Hi there, ")
+        b.sendall(b"server")
+        assert tcp_sixteen.recvall(a, 16) == b"Hi there, server"
+        b.sendall(b"short")
+        b.shutdown(socket.SHUT_WR)
+        with pytest.raises(ProgramError, match="after 5 of 16 bytes"):
+            tcp_sixteen.recvall(a, 16)
+    assert tcp_sixteen.peer_name(("::ffff:10.25.1.65", 5, 0, 0)) == ("10.25.1.65", 5)
+    assert tcp_sixteen.peer_name(("fd6e::11", 5, 0, 0)) == ("fd6e::11", 5)
+
+
+def test_deadlock_pieces_over_a_socketpair() -> None:
+    a, b = socket.socketpair()
+    server = threading.Thread(target=tcp_deadlock.serve_one, args=(b,))
+    server.start()
+    with a:
+        done = tcp_deadlock.transfer(a, 20_000_000, fix=True)
+    server.join()
+    b.close()
+    assert done == tcp_deadlock.Transfer(20_000_000, 20_000_000, stalled=False)
+
+
+# -- in the playground ------------------------------------------------------------
+
+
+@contextmanager
+def server_in(pg: Playground, host: str, module: str, *args: str) -> Iterator[list[str]]:
+    """Run a program's server in ``host``; yield the lines it prints (filled at the end)."""
+    argv = [sys.executable, "-m", f"netplay.programs.{module}", "server", *args]
+    proc = pg.host(host).popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("Listening at"), first
+    lines = [first]
+    try:
+        yield lines
+    finally:
+        proc.kill()
+        lines += proc.stdout.read().splitlines()
+        proc.wait()
+        proc.stdout.close()
+
+
+def client(
+    pg: Playground, module: str, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", f"netplay.programs.{module}", "client", *args]
+    return pg.host("h1").run(argv, timeout=timeout)
+
+
+@pytest.mark.playground
+def test_geocode_three_ways_agree(book: Playground) -> None:
+    argv = [sys.executable, "-m", "netplay.programs.geocode", "207 N Defiance St, Archbold, OH"]
+    result = book.host("h1").run(argv, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["requests", "http.client", "socket"]
+    assert {line.split(None, 1)[1] for line in lines} == {"41.5215, -84.3067"}
+    missing = book.host("h1").run([*argv[:3], "Atlantis"], timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("geocode: no coordinates")
+
+
+@pytest.mark.playground
+def test_udp_remote_succeeds_under_30_percent_loss(book: Playground) -> None:
+    with server_in(book, "www", "udp_remote"):
+        book.link("modemA", "isp", loss="30%")
+        try:
+            result = client(book, "udp_remote", "10.130.1.4", "-n", "20")
+        finally:
+            book.link("modemA", "isp", clear=True)
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.splitlines()[-1]
+    tries = int(summary.split()[2])
+    assert summary.startswith("20 requests") and tries > 20  # some were retried, all answered
+
+
+@pytest.mark.playground
+def test_tcp_sixteen_server_sees_the_nat_address(book: Playground) -> None:
+    with server_in(book, "www", "tcp_sixteen") as said:
+        v4 = client(book, "tcp_sixteen", "-4", "www")
+        v6 = client(book, "tcp_sixteen", "-6", "www")
+    assert v4.stdout.endswith("The server said b'Farewell, client'\n"), v4.stderr
+    assert v6.returncode == 0, v6.stderr
+    accepted = [line for line in said if line.startswith("We have accepted")]
+    assert "('10.25.1.65'," in accepted[0]  # modemA: the connection crossed NAT
+    assert "('fd6e:7000:25:a::11'," in accepted[1]  # IPv6 is not translated
+    refused = client(book, "tcp_sixteen", "-4", "www", "-p", "1079")
+    assert (refused.returncode, refused.stderr) == (1, "tcp_sixteen: connection refused\n")
+
+
+@pytest.mark.playground
+def test_tcp_deadlock_stalls_and_the_fix_completes(book: Playground) -> None:
+    with server_in(book, "www", "tcp_deadlock"):
+        stuck = client(book, "tcp_deadlock", "www", "100000000")
+        fixed = client(book, "tcp_deadlock", "www", "100000000", "--fix")
+    assert stuck.returncode == 2 and stuck.stdout.startswith("stalled: sent "), stuck.stderr
+    sent = int(stuck.stdout.split()[2])
+    assert 0 < sent < 100_000_000 and "received 0" in stuck.stdout
+    assert fixed.returncode == 0
+    assert fixed.stdout == "sent 100000000 bytes and received all 100000000 back\n"
