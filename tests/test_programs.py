@@ -1,4 +1,5 @@
-"""The programs of part 1 so far: first steps, UDP with retries, TCP's sixteen bytes and deadlock.
+"""The programs of part 1 so far: first steps, UDP (local, remote, broadcast, path MTU), TCP
+(sixteen bytes, deadlock, a stream as a file).
 
 Each has unit tests of its pieces (loopback only) and an end-to-end test
 in the book playground: the server in www, the client in h1, through NAT.
@@ -6,17 +7,21 @@ in the book playground: the server in www, the client in h1, through NAT.
 
 from __future__ import annotations
 
+import io
+import os
+import select
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from netplay import Playground
-from netplay.programs import geocode, tcp_deadlock, tcp_sixteen, udp_remote
+from netplay.programs import geocode, tcp_deadlock, tcp_file, tcp_sixteen, udp_local, udp_remote
 from netplay.programs._cli import ProgramError
 
 # -- pieces ----------------------------------------------------------------------
@@ -109,6 +114,39 @@ def test_deadlock_pieces_over_a_socketpair() -> None:
     assert done == tcp_deadlock.Transfer(20_000_000, 20_000_000, stalled=False)
 
 
+def test_udp_local_on_loopback() -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        data, address = server.recvfrom(65535)
+        server.sendto(udp_local.reply_to(data), address)
+
+    thread = threading.Thread(target=answer_once)
+    thread.start()
+    where = server.getsockname()
+    text, address = udp_local.ask(where[1], "twelve bytes")
+    thread.join()
+    server.close()
+    assert (text, address) == ("Your data was 12 bytes long", where)
+
+
+def test_lines_over_a_stream_byte_by_byte() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"one")  # a line may arrive in pieces
+        b.sendall(b" two\nthree\n")
+        b.shutdown(socket.SHUT_WR)
+        with a.makefile("rwb") as server_side:
+            assert tcp_file.serve_lines(server_side) == 2
+        a.shutdown(socket.SHUT_WR)
+        with b.makefile("rb") as answers:
+            assert answers.read() == b"2 words, 7 bytes\n1 words, 5 bytes\n"
+    too_long = io.BytesIO(b"x" * (tcp_file.MAX_LINE + 10) + b"\n")
+    assert tcp_file.serve_lines(too_long) == 0
+    assert too_long.getvalue().endswith(b"error: line too long\n")
+
+
 # -- in the playground ------------------------------------------------------------
 
 
@@ -187,3 +225,88 @@ def test_tcp_deadlock_stalls_and_the_fix_completes(book: Playground) -> None:
     assert 0 < sent < 100_000_000 and "received 0" in stuck.stdout
     assert fixed.returncode == 0
     assert fixed.stdout == "sent 100000000 bytes and received all 100000000 back\n"
+
+
+@pytest.mark.playground
+def test_udp_local_inside_a_host(book: Playground) -> None:
+    server = [sys.executable, "-m", "netplay.programs.udp_local", "server", "-p", "1063"]
+    proc = book.host("h2").popen(server, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("Listening at ('127.0.0.1', 1063)")
+        argv = [sys.executable, "-m", "netplay.programs.udp_local", "client", "-p", "1063"]
+        said = book.host("h2").run(argv, timeout=30)
+        assert "replied 'Your data was" in said.stdout, said.stderr
+        assert proc.stdout.readline().startswith("The client at ('127.0.0.1',")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+@pytest.mark.playground
+def test_broadcast_is_heard_on_the_lan_only(book: Playground) -> None:
+    listeners = {}
+    for host in ("h2", "h3", "h4"):
+        argv = [sys.executable, "-m", "netplay.programs.udp_broadcast", "server"]
+        proc = book.host(host).popen(argv, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().startswith("Listening")
+        listeners[host] = proc
+    send = [sys.executable, "-m", "netplay.programs.udp_broadcast", "client", "192.168.1.255"]
+    assert book.host("h1").run(send, timeout=30).returncode == 0
+    heard = {}
+    for host, proc in listeners.items():
+        assert proc.stdout is not None
+        ready = select.select([proc.stdout], [], [], 3 if host != "h4" else 1)[0]
+        heard[host] = proc.stdout.readline() if ready else ""
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert "192.168.1.11" in heard["h2"] and "Broadcast message!" in heard["h2"]
+    assert "192.168.1.11" in heard["h3"]
+    assert heard["h4"] == ""  # another LAN, behind another router
+
+
+MTU_TOPOLOGY = """
+name = "mtu"
+[hosts.a]
+routes = [{ to = "default", via = "10.7.1.1" }]
+[hosts.r1]
+forward = true
+routes = [{ to = "10.7.3.0/24", via = "10.7.2.2" }]
+[hosts.r2]
+forward = true
+routes = [{ to = "10.7.1.0/24", via = "10.7.2.1" }]
+[hosts.b]
+routes = [{ to = "default", via = "10.7.3.1" }]
+[lans.left]
+hosts = { a = ["10.7.1.2/24"], r1 = ["10.7.1.1/24"] }
+[lans.right]
+hosts = { r2 = ["10.7.3.1/24"], b = ["10.7.3.2/24"] }
+[links.middle]
+mtu = 1400
+hosts = { r1 = ["10.7.2.1/24"], r2 = ["10.7.2.2/24"] }
+"""
+
+
+@pytest.mark.playground
+def test_path_mtu_through_a_narrow_middle_link(tmp_path: Path) -> None:
+    path = tmp_path / "mtu.toml"
+    path.write_text(MTU_TOPOLOGY)
+    argv = [sys.executable, "-m", "netplay.programs.udp_mtu"]
+    with Playground.up(str(path), name=f"mtu{os.getpid()}") as pg:
+        far = pg.host("a").run([*argv, "10.7.3.2"], timeout=60)
+        near = pg.host("a").run([*argv, "10.7.1.1"], timeout=60)
+    assert far.stdout.startswith("path MTU to 10.7.3.2: 1400 bytes"), far.stderr
+    assert "1500 -> 1400" in far.stdout
+    assert near.stdout.startswith("path MTU to 10.7.1.1: 1500 bytes"), near.stderr
+
+
+@pytest.mark.playground
+def test_tcp_stream_as_a_file(book: Playground) -> None:
+    with server_in(book, "www", "tcp_file") as said:
+        result = client(
+            book, "tcp_file", "www", "--line", "hello there", "--line", "", "--line", "a b c d"
+        )
+    assert result.stdout == "2 words, 11 bytes\n0 words, 0 bytes\n4 words, 7 bytes\n"
+    assert any("3 lines answered" in line for line in said)
