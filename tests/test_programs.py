@@ -387,3 +387,22 @@ def test_mail_domain_resolution_as_rfc_5321_says(book: Playground) -> None:
     )
     missing = program(book, "mail_domain", "nosuch.example.com")
     assert missing.returncode == 1 and missing.stderr.endswith("no such name\n")
+
+
+@pytest.mark.playground
+def test_streamer_blocks_and_zlib_over_the_network(book: Playground) -> None:
+    with server_in(book, "www", "streamer") as said:
+        streamed = client(book, "streamer", "www", "--lines", "20000")
+    assert streamed.stdout.startswith("The server got 20000 lines, "), streamed.stderr
+    assert any("20000 lines" in line for line in said)
+    with server_in(book, "www", "blocks") as said:
+        sizes = ["--size", "0", "--size", "10", "--size", "3000000"]
+        blocks = client(book, "blocks", "www", *sizes)
+    assert blocks.returncode == 0, blocks.stderr
+    assert blocks.stdout.count("the server agrees on their SHA-256") == 3
+    assert any("3 messages" in line for line in said)
+    with server_in(book, "www", "zlib_stream") as said:
+        packed = client(book, "zlib_stream", "www", "--repeat", "1000")
+    assert packed.returncode == 0, packed.stderr
+    report = next(line for line in said if "compressed bytes became" in line)
+    assert "became 75000;" in report and "b'and this line was not compressed\\n'" in report

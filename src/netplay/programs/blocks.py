@@ -1,0 +1,101 @@
+"""Blocks: messages of any size sent as length-prefixed chunks with an end marker.
+
+Each message goes as chunks (``framing.Chunked``): a 4-byte length, that
+many bytes, and finally an empty chunk that ends the message, so the
+sender can start before it knows the total.  The server decodes the
+messages with the framing library and answers each with its size and
+SHA-256, one line each (``framing.Delimited``).
+
+    netplay exec www -- python3 -m netplay.programs.blocks server &
+    netplay exec h1 -- python3 -m netplay.programs.blocks client www --size 10 --size 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from netplay.programs._cli import ProgramError, run
+from netplay.programs.framing import END, NEED_DATA, Chunked, Delimited, FramingError
+from netplay.programs.tcp_sixteen import connect, peer_name
+
+PORT = 1065
+MAX_MESSAGE = 16 << 20
+
+
+def summary(message: bytes) -> bytes:
+    return f"{len(message)} bytes sha256 {hashlib.sha256(message).hexdigest()}".encode()
+
+
+def serve_one(sock: socket.socket) -> int:
+    """Answer every message of one client; return how many."""
+    decoder, lines, count = Chunked(MAX_MESSAGE), Delimited(), 0
+    while True:
+        message = decoder.next()
+        if message is END:
+            return count
+        if message is NEED_DATA:
+            decoder.feed(sock.recv(65536))
+            continue
+        assert isinstance(message, bytes)
+        sock.sendall(lines.encode(summary(message)))
+        count += 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="blocks", description="Send messages as chunks.")
+    sub = parser.add_subparsers(dest="role", required=True)
+    server = sub.add_parser("server", help="answer each message with its size and hash")
+    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    client = sub.add_parser("client", help="send random messages and check the answers")
+    client.add_argument("host", help="the server's name or address")
+    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    client.add_argument(
+        "--size", type=int, action="append", help="a message's size (repeatable; default 1000)"
+    )
+    args = parser.parse_args(argv)
+
+    def serve() -> None:
+        listener = socket.create_server(
+            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
+        )
+        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
+        while True:
+            sock, address = listener.accept()
+            with sock:
+                try:
+                    count = serve_one(sock)
+                except (FramingError, ConnectionError) as exc:
+                    print(f"{peer_name(address)}: broken framing ({exc})", flush=True)
+                    continue
+                print(f"{peer_name(address)}: {count} messages", flush=True)
+
+    def send() -> None:
+        encoder, replies = Chunked(MAX_MESSAGE), Delimited()
+        with connect(args.host, args.port) as sock:
+            for size in args.size or [1000]:
+                message = os.urandom(size)
+                sock.sendall(encoder.encode(message))
+                reply = replies.next()
+                while reply is NEED_DATA:
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ProgramError("the server closed the connection")
+                    replies.feed(data)
+                    reply = replies.next()
+                if reply != summary(message):
+                    raise ProgramError(f"wrong answer for {size} bytes: {reply!r}")
+                print(f"sent {size} bytes; the server agrees on their SHA-256")
+            sock.shutdown(socket.SHUT_WR)
+            while sock.recv(4096):  # until the server, done with us, closes
+                pass
+
+    return run("blocks", serve if args.role == "server" else send)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
