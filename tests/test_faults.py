@@ -30,6 +30,16 @@ def test_loss_then_clear(book: Playground) -> None:
     assert _udp_through(book, 400) == 400
 
 
+def test_total_loss_drops_everything(book: Playground) -> None:
+    assert book.host("modemA").run(["ping", "-c", "1", "-W", "2", "10.25.1.1"]).returncode == 0
+    book.link("modemA", "isp", loss="100%")
+    try:
+        assert _udp_through(book, 100) == 0
+    finally:
+        book.link("modemA", "isp", clear=True)
+    assert _udp_through(book, 100) == 100
+
+
 def test_down_cuts_and_up_restores(book: Playground) -> None:
     ping = ["ping", "-c", "1", "-W", "1", "www"]
     book.link("modemA", "isp", down=True)

@@ -103,6 +103,13 @@ def set_loss(dev: str, percent: float) -> list[dict[str, Any]]:
     """Drop ``percent`` % of what arrives at ``dev``, at random."""
     chain = _loss_chain(dev)
     threshold = round(percent * 100)  # numgen over 0..9999: 0.01 % steps
+    match = (
+        []
+        if threshold >= 10000
+        else [  # 100 %: every packet, no numbers drawn
+            _match({"numgen": {"mode": "random", "mod": 10000}}, threshold, "<")
+        ]
+    )
     return [
         {"add": {"table": {"family": "netdev", "name": FAULTS_TABLE}}},
         {
@@ -124,10 +131,7 @@ def set_loss(dev: str, percent: float) -> list[dict[str, Any]]:
                     "family": "netdev",
                     "table": FAULTS_TABLE,
                     "chain": chain["name"],
-                    "expr": [
-                        _match({"numgen": {"mode": "random", "mod": 10000}}, threshold, "<"),
-                        {"drop": None},
-                    ],
+                    "expr": [*match, {"drop": None}],
                 }
             }
         },
