@@ -406,3 +406,63 @@ def test_streamer_blocks_and_zlib_over_the_network(book: Playground) -> None:
     assert packed.returncode == 0, packed.stderr
     report = next(line for line in said if "compressed bytes became" in line)
     assert "became 75000;" in report and "b'and this line was not compressed\\n'" in report
+
+
+RESETTER = """
+import socket, struct
+listener = socket.create_server(("::", 1067), family=socket.AF_INET6, dualstack_ipv6=True)
+print("Listening at", listener.getsockname()[:2], flush=True)
+while True:
+    conn, _ = listener.accept()
+    conn.recv(100)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # with a zero linger: RST, not FIN
+"""
+
+
+@pytest.mark.playground
+def test_diagnose_names_each_failure(book: Playground, tmp_path: Path) -> None:
+    def diagnose(*args: str) -> str:
+        result = program(book, "diagnose", *args, "--timeout", "2")
+        assert result.returncode == (0 if result.stdout.startswith("ok") else 1), result.stderr
+        return result.stdout.strip()
+
+    assert diagnose("www.example.com", "443", "--tls").startswith("ok: connected to ")
+    assert diagnose("nosuch.example.com", "80").startswith("name not found")
+    assert diagnose("www", "81") == "refused: nothing listens on that port"
+    mismatch = diagnose("www", "443", "--tls", "--servername", "mail.example.com")
+    assert mismatch.startswith("hostname mismatch: Hostname mismatch")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=www.example.com", "-addext", "subjectAltName=DNS:www.example.com"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    selfsigned = book.host("www").popen(
+        ["openssl", "s_server", "-quiet", "-accept", "4444", "-cert", str(cert), "-key", str(key)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    resetter = book.host("www").popen([sys.executable, "-c", RESETTER], stdout=subprocess.PIPE)
+    try:
+        assert resetter.stdout is not None and resetter.stdout.readline().startswith(b"Listening")
+        for _ in range(50):  # until s_server listens
+            if program(book, "diagnose", "www", "4444", "--timeout", "1").returncode == 0:
+                break
+        untrusted = diagnose("www.example.com", "4444", "--tls")
+        assert untrusted == "TLS verification failed: self-signed certificate"
+        assert (
+            diagnose("www", "1067", "--send", "hello") == "reset: the peer aborted the connection"
+        )
+    finally:
+        for proc in (selfsigned, resetter):
+            proc.kill()
+            proc.wait()
+        assert resetter.stdout is not None
+        resetter.stdout.close()
+    book.link("modemA", "isp", loss="100%")
+    try:
+        assert diagnose("10.130.1.4", "80") == "timed out: no answer"
+    finally:
+        book.link("modemA", "isp", clear=True)
