@@ -466,3 +466,63 @@ def test_diagnose_names_each_failure(book: Playground, tmp_path: Path) -> None:
         assert diagnose("10.130.1.4", "80") == "timed out: no answer"
     finally:
         book.link("modemA", "isp", clear=True)
+
+
+@pytest.mark.playground
+def test_tls_app_verified_by_name_with_the_hosts_own_certificate(book: Playground) -> None:
+    with server_in(book, "www", "tls_app") as said:  # NETPLAY_CERT and NETPLAY_KEY by default
+        by_name = client(book, "tls_app", "www.example.com")
+        by_address = client(book, "tls_app", "10.130.1.4")
+        wrong = client(book, "tls_app", "mail.example.com", "-p", "1068")
+    assert by_name.stdout == "TLSv1.3: SIMPLE IS BETTER THAN COMPLEX.\n", by_name.stderr
+    assert by_address.stdout == by_name.stdout  # the certificate names the address too
+    # mail.example.com is another host: nothing listens there on 1068
+    assert wrong.returncode == 1 and wrong.stderr == "tls_app: connection refused\n"
+    assert sum("TLSv1.3, answered" in line for line in said) == 2
+
+
+@pytest.mark.playground
+def test_tls_inspect_reports_the_connection(book: Playground) -> None:
+    seen = program(book, "tls_inspect", "connect", "www.example.com").stdout.splitlines()
+    fields = {line[:12].strip(): line[12:] for line in seen}
+    assert fields["protocol"] == "TLSv1.3"
+    assert fields["compression"] == "none"
+    assert fields["key"] == "EC secp256r1 (256 bits)"
+    assert fields["names"] == "www.example.com, www, 10.130.1.4, fd6e:7000:130::4"
+    assert fields["matches"] == "yes (www.example.com)"
+    assert fields["chain"] == f"CN=www.example.com,O=netplay <- CN=netplay {book.name} CA,O=netplay"
+    assert " UTC to " in fields["valid"]
+    old = program(
+        book, "tls_inspect", "connect", "www", "--max", "TLSv1_2",
+        "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ).stdout  # fmt: skip
+    assert old.startswith("protocol    TLSv1.2\ncipher      ECDHE-ECDSA-AES128-GCM-SHA256 (128")
+    refused = program(book, "tls_inspect", "connect", "www", "--servername", "mail.example.com")
+    assert refused.returncode == 1 and "Hostname mismatch" in refused.stderr
+    anyway = program(
+        book, "tls_inspect", "connect", "www", "--servername", "mail.example.com", "--no-verify"
+    )
+    assert "matches     NO (mail.example.com)" in anyway.stdout
+    local = program(book, "tls_inspect", "local").stdout
+    assert local.startswith("library     OpenSSL") and "TLSv1_3" in local
+
+
+@pytest.mark.playground
+def test_tls_inspect_serves_and_sees_brandons_certificate(book: Playground) -> None:
+    ca = str(book.pki.ca)
+    serve = [sys.executable, "-m", "netplay.programs.tls_inspect", "serve", "--require-client-cert"]
+    proc = book.host("www").popen([*serve, "--cafile", ca], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().startswith("Listening at")
+        cert, key = book.pki.client()
+        argv = ["openssl", "s_client", "-connect", "www:1069", "-cert", str(cert), "-key", str(key)]
+        book.host("h1").run(argv, input="", timeout=30)
+        seen = proc.stdout.read()
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert "client      ('10.25.1.65'," in seen or "client      ('fd6e:7000:25:a::11'," in seen
+    assert "subject     CN=brandon,O=netplay" in seen
+    assert "names       (none)" in seen  # its only name is an e-mail address

@@ -3,7 +3,10 @@
 A program runs in a host by entering the host's network, UTS and mount
 namespaces (as ``nsenter`` does) in the child between fork and exec, so
 every socket it opens lives in the host's network, ``hostname`` prints the
-host's name, and /etc/hosts and /etc/resolv.conf are the playground's.
+host's name, and /etc/hosts and /etc/resolv.conf are the playground's.  Its
+environment names the host (NETPLAY_HOST), the playground's CA
+(NETPLAY_CA) and the host's certificate and key (NETPLAY_CERT,
+NETPLAY_KEY), so that a TLS server needs no options to find them.
 """
 
 from __future__ import annotations
@@ -33,12 +36,26 @@ class Host:
     def _fds(self) -> list[tuple[int, int]]:
         return open_host(self.playground.paths, self.name)
 
+    def environment(self) -> dict[str, str]:
+        """What programs in the host find in their environment: its name, the
+        playground's CA, and the host's own certificate and key (for servers)."""
+        store = self.playground.pki
+        cert, key = store.server(self.name)
+        return {
+            "NETPLAY_HOST": self.name,
+            "NETPLAY_CA": str(store.ca),
+            "NETPLAY_CERT": str(cert),
+            "NETPLAY_KEY": str(key),
+        }
+
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the host; ``kwargs`` go to :class:`subprocess.Popen`."""
         fds = self._fds()
+        env = kwargs.pop("env", None)
         try:
             return subprocess.Popen(
                 list(argv),
+                env={**(os.environ if env is None else env), **self.environment()},
                 preexec_fn=lambda: enter(fds),
                 pass_fds=[*kwargs.pop("pass_fds", ()), *(fd for fd, _ in fds)],
                 **kwargs,
@@ -85,8 +102,8 @@ class Host:
 
     def execvp(self, argv: Sequence[str]) -> NoReturn:
         """Replace this process with ``argv`` inside the host (stdin, tty and status pass)."""
+        os.environ.update(self.environment())
         enter(self._fds())
-        os.environ["NETPLAY_HOST"] = self.name
         try:
             os.execvp(argv[0], list(argv))
         except FileNotFoundError:
