@@ -21,7 +21,15 @@ from pathlib import Path
 import pytest
 
 from netplay import Playground
-from netplay.programs import geocode, tcp_deadlock, tcp_file, tcp_sixteen, udp_local, udp_remote
+from netplay.programs import (
+    geocode,
+    tcp_deadlock,
+    tcp_file,
+    tcp_sixteen,
+    text_bytes,
+    udp_local,
+    udp_remote,
+)
 from netplay.programs._cli import ProgramError
 
 # -- pieces ----------------------------------------------------------------------
@@ -526,3 +534,22 @@ def test_tls_inspect_serves_and_sees_brandons_certificate(book: Playground) -> N
     assert "client      ('10.25.1.65'," in seen or "client      ('fd6e:7000:25:a::11'," in seen
     assert "subject     CN=brandon,O=netplay" in seen
     assert "names       (none)" in seen  # its only name is an e-mail address
+
+
+def test_text_and_bytes_tour() -> None:
+    assert text_bytes.decode_pieces([b"Gr\xc3", b"\xbc\xc3", b"\x9fe"]) == "Grüße"
+    every_cut = "€uro".encode()
+    for i in range(len(every_cut) + 1):
+        assert text_bytes.decode_pieces([every_cut[:i], every_cut[i:]]) == "€uro"
+    encoded = dict(text_bytes.encodings("Grüße"))
+    assert encoded["utf-8"] == b"Gr\xc3\xbc\xc3\x9fe" and encoded["latin-1"] == b"Gr\xfc\xdfe"
+    assert encoded["ascii"] is None
+    tour = "\n".join(text_bytes.tour())
+    assert "24 characters, 46 bytes in UTF-8" in tour and "incremental decoder:   'Grü" in tour
+    assert text_bytes.tour("plain")[-1].startswith("all ASCII")
+
+
+@pytest.mark.playground
+def test_text_and_bytes_tour_in_a_host(book: Playground) -> None:
+    result = book.host("h1").run([sys.executable, "-m", "netplay.programs.text_bytes"])
+    assert result.returncode == 0 and "an incremental decoder:   'Grüße'" in result.stdout
