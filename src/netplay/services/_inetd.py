@@ -108,7 +108,7 @@ class InetdEngine(Engine):
 
         def run() -> None:
             sock = socket.create_server(
-                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128
+                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024
             )
             if mode == "wait":
                 _wait(sock, command)
