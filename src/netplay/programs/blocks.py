@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs.framing import END, NEED_DATA, Chunked, Delimited, FramingError
-from netplay.programs.tcp_sixteen import connect, peer_name
+from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1065
 MAX_MESSAGE = 16 << 20
@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blocks", description="Send messages as chunks.")
     sub = parser.add_subparsers(dest="role", required=True)
     server = sub.add_parser("server", help="answer each message with its size and hash")
+    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     client = sub.add_parser("client", help="send random messages and check the answers")
     client.add_argument("host", help="the server's name or address")
@@ -60,9 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def serve() -> None:
-        listener = socket.create_server(
-            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         while True:
             sock, address = listener.accept()

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs.framing import END, NEED_DATA, Delimited, FramingError
-from netplay.programs.tcp_sixteen import connect, peer_name
+from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1064
 
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="streamer", description="Send lines until EOF.")
     sub = parser.add_subparsers(dest="role", required=True)
     server = sub.add_parser("server", help="count each client's lines")
+    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     client = sub.add_parser("client", help="send lines, then end the stream")
     client.add_argument("host", help="the server's name or address")
@@ -51,9 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def serve() -> None:
-        listener = socket.create_server(
-            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         while True:
             sock, address = listener.accept()

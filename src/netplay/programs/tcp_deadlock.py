@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import peer_name
+from netplay.programs.tcp_sixteen import bind, peer_name
 
 PORT = 1061
 CHUNK = 16 * 1024
@@ -107,10 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _server(args: argparse.Namespace) -> None:
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    listener = socket.create_server(
-        (args.host, args.port), family=family, dualstack_ipv6=family == socket.AF_INET6
-    )
+    listener = bind(args.host, args.port)
     print(f"Listening at {listener.getsockname()[:2]}", flush=True)
     while True:
         sock, address = listener.accept()

@@ -13,13 +13,12 @@ sends its lines (from ``--line`` or stdin) and prints the answers.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import connect, peer_name
+from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1062
 MAX_LINE = 64 * 1024
@@ -78,10 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def serve() -> None:
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        listener = socket.create_server(
-            (args.host, args.port), family=family, dualstack_ipv6=family == socket.AF_INET6
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         while True:
             sock, address = listener.accept()

@@ -40,6 +40,14 @@ def peer_name(address: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str
     return (host.removeprefix("::ffff:") if "." in host else host), port
 
 
+def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket on ``host`` (``::``: every address, IPv6 and IPv4)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server(
+        (host, port), family=family, dualstack_ipv6=family == socket.AF_INET6, backlog=backlog
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tcp_sixteen", description="Send and receive sixteen bytes over TCP."
@@ -88,10 +96,7 @@ def connect(host: str, port: int, family: int = 0, timeout: float = 10) -> socke
 
 
 def _server(args: argparse.Namespace) -> None:
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    listener = socket.create_server(
-        (args.host, args.port), family=family, dualstack_ipv6=family == socket.AF_INET6
-    )
+    listener = bind(args.host, args.port)
     print(f"Listening at {listener.getsockname()[:2]}", flush=True)
     while True:
         sock, address = listener.accept()

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import peer_name
+from netplay.programs.tcp_sixteen import bind, peer_name
 
 PORT = 1068
 
@@ -55,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="role", required=True)
     server = sub.add_parser("server", help="answer each client's line in capitals")
+    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     server.add_argument("--cert", default=os.environ.get("NETPLAY_CERT"), help="certificate (PEM)")
     server.add_argument("--key", default=os.environ.get("NETPLAY_KEY"), help="private key (PEM)")
@@ -69,9 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.cert or not args.key:
             raise ProgramError("give --cert and --key (netplay exec sets them for the host)")
         context = server_context(args.cert, args.key)
-        listener = socket.create_server(
-            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         while True:
             raw, address = listener.accept()

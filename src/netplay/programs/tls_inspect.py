@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import peer_name
+from netplay.programs.tcp_sixteen import bind, peer_name
 
 VERSIONS = {v.name: v for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)}
 
@@ -197,6 +197,7 @@ def _parser() -> argparse.ArgumentParser:
     connect.add_argument("--servername", help="the name to send and check (default: HOST)")
     connect.add_argument("--no-verify", action="store_true", help="report even an untrusted peer")
     serve = sub.add_parser("serve", help="accept one client and report")
+    serve.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     serve.add_argument("-p", "--port", type=int, default=1069, help="port (default 1069)")
     serve.add_argument("--require-client-cert", action="store_true", help="ask clients for one")
     for p in (connect, serve):
@@ -238,9 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         context = make_context(args, ssl.Purpose.CLIENT_AUTH)
         if args.require_client_cert:
             context.verify_mode = ssl.CERT_REQUIRED
-        listener = socket.create_server(
-            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         raw, address = listener.accept()
         with raw, context.wrap_socket(raw, server_side=True) as sock:

@@ -41,7 +41,9 @@ def ask(port: int, text: str, host: str = "127.0.0.1") -> tuple[str, tuple[str, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="udp_local", description="UDP over loopback.")
-    parser.add_argument("role", choices=["server", "client"])
+    parser.add_argument(
+        "role", choices=["server", "client"], help="answer datagrams, or send one and wait"
+    )
     parser.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     args = parser.parse_args(argv)
 

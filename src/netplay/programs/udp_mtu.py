@@ -69,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("host", help="name or address")
     parser.add_argument("-p", "--port", type=int, default=PORT, help=f"UDP port (default {PORT})")
     family = parser.add_mutually_exclusive_group()
-    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET)
-    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6)
+    family.add_argument(
+        "-4", dest="family", action="store_const", const=socket.AF_INET, help="the IPv4 path"
+    )
+    family.add_argument(
+        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="the IPv6 path"
+    )
     args = parser.parse_args(argv)
 
     def body() -> None:

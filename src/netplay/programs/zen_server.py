@@ -38,18 +38,12 @@ from collections.abc import Callable, Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs._zen_io import handle
+from netplay.programs.tcp_sixteen import bind
 from netplay.programs.zen import ServerConnection, ZenError
 
 PORT = 1070
 WORKERS = 16
 PR_SET_PDEATHSIG = 1
-
-
-def listener(port: int, host: str = "::") -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server(
-        (host, port), family=family, dualstack_ipv6=family == socket.AF_INET6, backlog=1024
-    )
 
 
 def single(sock: socket.socket) -> None:
@@ -237,13 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="The zen server in one of the classic architectures.",
         epilog="architectures: " + ", ".join(ARCHITECTURES),
     )
-    parser.add_argument("architecture", choices=sorted(ARCHITECTURES), metavar="ARCHITECTURE")
+    parser.add_argument(
+        "architecture",
+        choices=sorted(ARCHITECTURES),
+        metavar="ARCHITECTURE",
+        help="how connections get their turn (see below)",
+    )
     parser.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     parser.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     args = parser.parse_args(argv)
 
     def serve() -> None:
-        sock = listener(args.port, args.host)
+        sock = bind(args.host, args.port, backlog=1024)
         print(f"Listening at {sock.getsockname()[:2]} ({args.architecture})", flush=True)
         ARCHITECTURES[args.architecture](sock)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import connect, peer_name
+from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1066
 TEXT = "Those who can make you believe absurdities can make you commit atrocities. "
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zlib_stream", description="zlib on a TCP stream.")
     sub = parser.add_subparsers(dest="role", required=True)
     server = sub.add_parser("server", help="decompress what each client sends")
+    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
     server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     client = sub.add_parser("client", help="send compressed text, then a plain trailer")
     client.add_argument("host", help="the server's name or address")
@@ -67,9 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def serve() -> None:
-        listener = socket.create_server(
-            ("::", args.port), family=socket.AF_INET6, dualstack_ipv6=True
-        )
+        listener = bind(args.host, args.port)
         print(f"Listening at {listener.getsockname()[:2]}", flush=True)
         while True:
             sock, address = listener.accept()
