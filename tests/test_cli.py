@@ -104,6 +104,10 @@ def test_exec_errors(cli_playground: str) -> None:
     assert "no-such-program" in one_line_error(missing)
     empty = netplay("exec", "--name", cli_playground, "h1")
     assert empty.returncode == 2
+    after = netplay("exec", "h1", "--name", cli_playground, "--", "hostname")
+    assert after.stdout == "h1\n", after.stderr  # --name may follow the host
+    joined = netplay("exec", "h1", f"--name={cli_playground}", "--", "hostname")
+    assert joined.stdout == "h1\n", joined.stderr
 
 
 @pytest.mark.playground

@@ -185,6 +185,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "ca":
         print(_ca(args), end="")
         return 0
+    if args.command == "exec":
+        _options_after_host(args)
     pg = Playground.attach(args.name)
     if args.command == "status":
         status = pg.status()
@@ -214,6 +216,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         shell = os.environ.get("SHELL") or "/bin/bash"
         pg.host(args.host).execvp([shell])
     raise UsageError(f"unknown command {args.command!r}")
+
+
+def _options_after_host(args: argparse.Namespace) -> None:
+    """`netplay exec h1 --name NAME -- CMD`: take --name from before the `--` too."""
+    argv = args.argv
+    while argv[:1] and argv[0].startswith("--name"):
+        if argv[0] == "--name" and len(argv) > 1:
+            args.name, argv = argv[1], argv[2:]
+        elif argv[0].startswith("--name="):
+            args.name, argv = argv[0].split("=", 1)[1], argv[1:]
+        else:
+            raise UsageError("--name needs a value", hint="e.g. netplay exec --name book h1 -- ls")
+    args.argv = argv
 
 
 def _logs(pg: Playground, args: argparse.Namespace) -> None:
