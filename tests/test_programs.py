@@ -553,3 +553,24 @@ def test_text_and_bytes_tour() -> None:
 def test_text_and_bytes_tour_in_a_host(book: Playground) -> None:
     result = book.host("h1").run([sys.executable, "-m", "netplay.programs.text_bytes"])
     assert result.returncode == 0 and "an incremental decoder:   'Grüße'" in result.stdout
+
+
+def test_pieces_of_names_errors_and_tls_on_loopback() -> None:
+    from netplay.programs import connect_by_name, diagnose, tls_inspect
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again: nothing listens there
+    tried = list(connect_by_name.attempts("127.0.0.1", port, timeout=2))
+    assert tried == [connect_by_name.Attempt("IPv4", "127.0.0.1", "connection refused")]
+    assert diagnose.diagnose("127.0.0.1", port).kind == "refused"
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        where = listening.getsockname()
+        found = diagnose.diagnose(*where)
+        assert found == diagnose.Diagnosis("ok", "connected to 127.0.0.1")
+    names = ["*.example.com", "www", "10.0.0.1", "fd00::1"]
+    assert tls_inspect._name_matches("mail.example.com", names)
+    assert not tls_inspect._name_matches("a.b.example.com", names)  # one label only
+    assert tls_inspect._name_matches("WWW", names)
+    assert tls_inspect._name_matches("fd00:0::1", names)
+    assert not tls_inspect._name_matches("10.0.0.2", names)
