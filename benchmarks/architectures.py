@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{name}.toml"
         source.write_text(topology_with_inetd())
-        with Playground.up(str(source), name=name) as pg:
+        with Playground.up(str(source), name=name, purge=True) as pg:
             for architecture in [*names, "inetd"]:
                 server = None if architecture == "inetd" else run_server(pg, architecture)
                 port = INETD_PORT if server is None else PORT
@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
                         server.stdout.close()
                 cells = "  ".join(_cell(table[architecture][c]) for c in args.levels)
                 print(f"{architecture:<17} {cells}", flush=True)
-    Playground.remove(name, purge=True)
     plot(table, args.levels)
     print(f"(columns per level {args.levels}: answers/s, p50 ms, p99 ms; plot: {PLOT})")
     return 0

@@ -60,21 +60,23 @@ def mem_available_kib() -> int:
 def measure_netplay(spec: str) -> dict[str, float]:
     hosts = len(load(spec).hosts)
     name = f"bench{os.getpid()}"
-    time.sleep(SETTLE_S)
-    before = mem_available_kib()
-    start = time.perf_counter()
-    pg = Playground.up(spec, name=name)
-    ready = time.perf_counter() - start
-    time.sleep(SETTLE_S)
-    held = before - mem_available_kib()
-    start = time.perf_counter()
-    pg.down()
-    down = time.perf_counter() - start
-    time.sleep(SETTLE_S)
-    start = time.perf_counter()
-    pg = Playground.up(spec, name=name)
-    again = time.perf_counter() - start
-    pg.down(purge=True)
+    try:
+        time.sleep(SETTLE_S)
+        before = mem_available_kib()
+        start = time.perf_counter()
+        pg = Playground.up(spec, name=name)
+        ready = time.perf_counter() - start
+        time.sleep(SETTLE_S)
+        held = before - mem_available_kib()
+        start = time.perf_counter()
+        pg.down()
+        down = time.perf_counter() - start
+        time.sleep(SETTLE_S)
+        start = time.perf_counter()
+        pg = Playground.up(spec, name=name)
+        again = time.perf_counter() - start
+    finally:
+        Playground.remove(name, purge=True)  # whatever happened: no playground, no CA left
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "ready_s": ready,

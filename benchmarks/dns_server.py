@@ -156,14 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     ours: list[float] = []
     theirs: list[float] = []
     name = f"dnsbench{os.getpid()}"
-    with Playground.up("book", name=name) as pg, tempfile.TemporaryDirectory() as tmp:
+    with Playground.up("book", name=name, purge=True) as pg, tempfile.TemporaryDirectory() as tmp:
         query_file = Path(tmp) / "queries"
         query_file.write_text(queries(pg.topology))
         with knot(pg):
             for _ in range(args.repeat):
                 ours.append(dnsperf(pg, OURS_PORT, query_file, args.time, args.in_flight))
                 theirs.append(dnsperf(pg, KNOT_PORT, query_file, args.time, args.in_flight))
-    Playground.remove(name, purge=True)
     a, b = statistics.median(ours), statistics.median(theirs)
     verdict = "ok" if a / b >= TARGET_RATIO else f"UNDER {TARGET_RATIO}"
     print(f"netplay  {a:>10.0f} queries/s   (runs: {', '.join(f'{q:.0f}' for q in ours)})")

@@ -111,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
     name = f"httpbench{os.getpid()}"
-    with Playground.up("book", name=name) as pg, nginx(pg):
+    with Playground.up("book", name=name, purge=True) as pg, nginx(pg):
         for _ in range(args.repeat):
             for label, url in targets.items():
                 runs[label].append(wrk(pg, url, args.time, args.connections))
-    Playground.remove(name, purge=True)
     medians = {
         label: (statistics.median(r for r, _ in got), statistics.median(p for _, p in got))
         for label, got in runs.items()

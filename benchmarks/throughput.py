@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         print("throughput.py: install iperf3 (apt-get install iperf3)", file=sys.stderr)
         return 2
     ours, reference = [], []
-    with Playground.up("book", name=f"thru{os.getpid()}") as pg, veth_pair() as (a, b):
+    with Playground.up("book", name=f"thru{os.getpid()}", purge=True) as pg, veth_pair() as (a, b):
         for _ in range(args.repeat):  # alternate, so that both see the same machine
             reference.append(direct(a, b, args.time))
             ours.append(through_playground(pg, args.time))

@@ -315,3 +315,6 @@ def test_the_ca_outlives_down_until_purged() -> None:
         assert pg.pki.ca.read_bytes() == ca
     assert Playground.remove(name, purge=True) == name
     assert not store.dir.exists()
+    with Playground.up("line:2", name=name, purge=True) as pg:  # a throwaway playground
+        assert pg.pki.ca.exists()
+    assert not store.dir.exists()

@@ -79,6 +79,8 @@ class Playground:
         self.paths = paths
         self.topology = topology
         self.state = state
+        #: leaving ``with`` also deletes the CA and certificates (see :meth:`up`)
+        self.purge_on_exit = False
 
     @property
     def name(self) -> str:
@@ -90,8 +92,14 @@ class Playground:
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def up(cls, topology: str = "book", *, name: str | None = None) -> Playground:
-        """Build ``topology`` (book, line:N, star:N or a TOML path) and return it ready."""
+    def up(
+        cls, topology: str = "book", *, name: str | None = None, purge: bool = False
+    ) -> Playground:
+        """Build ``topology`` (book, line:N, star:N or a TOML path) and return it ready.
+
+        With ``purge``, a throwaway playground (a benchmark's, a test's): its
+        CA and certificates go when it goes down by leaving ``with``, or when
+        ``up`` fails."""
         topo, source = _source(topology)
         paths = Paths.of(name or topo.name)
         if any(h.nat for h in topo.hosts):
@@ -130,12 +138,15 @@ class Playground:
         state["made_run_netns"] = paths.root and not Path("/run/netns").exists()
         write_state(paths, state)
         pg = cls(paths, topo, state)
+        pg.purge_on_exit = purge
         try:
             pg._join()
             pg._build(specs)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 _teardown(paths, state)
+                if purge:
+                    pg.pki.purge()
             if isinstance(exc, OSError):
                 raise FabricError(f"building the playground failed: {exc}") from exc
             raise
@@ -284,7 +295,7 @@ class Playground:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.down()
+        self.down(purge=self.purge_on_exit)
 
     # -- using it ----------------------------------------------------------
 
