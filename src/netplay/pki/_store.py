@@ -190,6 +190,8 @@ class Store:
         if not self.dir.exists():
             return False
         shutil.rmtree(self.dir)
+        with contextlib.suppress(OSError):
+            self.dir.parent.rmdir()  # not while other playgrounds keep their CAs there
         return True
 
 
