@@ -258,12 +258,16 @@ hosts = { server = ["10.9.0.1/24"], client = ["10.9.0.2/24"] }
         ('{ kind = "http", color = "red" }', "services[0].color", "no option 'color'"),
         ('{ kind = "inetd", ports = [7] }', "services[0].command", "needs a command"),
         ('{ kind = "http", restart_limit = "x" }', "services[0].restart_limit", "an integer"),
+        ('{ kind = "inetd", ports = [7], command = ["cat"] }', "hosts.b.services[0]", "no address"),
     ],
 )
 def test_bad_service_declarations_are_refused_before_anything_is_made(
     tmp_path: Path, service: str, field: str, words: str
 ) -> None:
-    text = f'name = "bad"\n[hosts.a]\nservices = [{service}]\n'
+    hosts = {"a": "", "b": "", "c": ""}  # b is attached to nothing
+    hosts["b" if "hosts.b" in field else "a"] = f"services = [{service}]\n"
+    text = 'name = "bad"\n' + "".join(f"[hosts.{h}]\n{body}" for h, body in hosts.items())
+    text += '[lans.l]\nhosts = { a = ["10.0.0.1/24"], c = ["10.0.0.2/24"] }\n'
     name = f"bad{os.getpid()}"
     with pytest.raises(TopologyError) as caught:
         _up(tmp_path, text, name)

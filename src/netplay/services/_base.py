@@ -88,6 +88,11 @@ class Engine:
                 raise TopologyError(f"{key} must be {kind}", field=f"{where}.{key}")
         if not self.ports(ctx):
             raise TopologyError("this service needs a port", field=f"{where}.ports")
+        if not ctx.topology.primary_addresses(ctx.host):
+            raise TopologyError(
+                f"{ctx.host} has no address to serve on (attach it to a LAN or link)",
+                field=where,
+            )
 
     def start(self, ctx: Context) -> Start:
         raise NotImplementedError
