@@ -22,6 +22,7 @@ import pytest
 
 from netplay import Playground
 from netplay.programs import (
+    _net,
     geocode,
     tcp_deadlock,
     tcp_file,
@@ -107,8 +108,8 @@ def test_recvall_and_early_close() -> None:
         b.shutdown(socket.SHUT_WR)
         with pytest.raises(ProgramError, match="after 5 of 16 bytes"):
             tcp_sixteen.recvall(a, 16)
-    assert tcp_sixteen.peer_name(("::ffff:10.25.1.65", 5, 0, 0)) == ("10.25.1.65", 5)
-    assert tcp_sixteen.peer_name(("fd6e::11", 5, 0, 0)) == ("fd6e::11", 5)
+    assert _net.peer_name(("::ffff:10.25.1.65", 5, 0, 0)) == ("10.25.1.65", 5)
+    assert _net.peer_name(("fd6e::11", 5, 0, 0)) == ("fd6e::11", 5)
 
 
 def test_deadlock_pieces_over_a_socketpair() -> None:

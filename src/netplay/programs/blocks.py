@@ -12,7 +12,6 @@ SHA-256, one line each (``framing.Delimited``).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import socket
@@ -20,8 +19,8 @@ import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
+from netplay.programs._net import bind, client_server, connect, serve_each
 from netplay.programs.framing import END, NEED_DATA, Chunked, Delimited, FramingError
-from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1065
 MAX_MESSAGE = 16 << 20
@@ -47,31 +46,23 @@ def serve_one(sock: socket.socket) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="blocks", description="Send messages as chunks.")
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="answer each message with its size and hash")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="send random messages and check the answers")
-    client.add_argument("host", help="the server's name or address")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    parser, _server, client = client_server(
+        "blocks",
+        "Send messages as chunks.",
+        PORT,
+        server_help="answer each message with its size and hash",
+        client_help="send random messages and check the answers",
+    )
     client.add_argument(
         "--size", type=int, action="append", help="a message's size (repeatable; default 1000)"
     )
     args = parser.parse_args(argv)
 
+    def report(sock: socket.socket) -> str:
+        return f"{serve_one(sock)} messages"
+
     def serve() -> None:
-        listener = bind(args.host, args.port)
-        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-        while True:
-            sock, address = listener.accept()
-            with sock:
-                try:
-                    count = serve_one(sock)
-                except (FramingError, ConnectionError) as exc:
-                    print(f"{peer_name(address)}: broken framing ({exc})", flush=True)
-                    continue
-                print(f"{peer_name(address)}: {count} messages", flush=True)
+        serve_each(bind(args.host, args.port), report, broken=(FramingError,))
 
     def send() -> None:
         encoder, replies = Chunked(MAX_MESSAGE), Delimited()

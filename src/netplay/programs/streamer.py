@@ -12,14 +12,13 @@ for that answer, in the other direction.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
+from netplay.programs._net import bind, client_server, connect, serve_each
 from netplay.programs.framing import END, NEED_DATA, Delimited, FramingError
-from netplay.programs.tcp_sixteen import bind, connect, peer_name
 
 PORT = 1064
 
@@ -40,30 +39,23 @@ def receive_lines(sock: socket.socket) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="streamer", description="Send lines until EOF.")
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="count each client's lines")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="send lines, then end the stream")
-    client.add_argument("host", help="the server's name or address")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    parser, _server, client = client_server(
+        "streamer",
+        "Send lines until EOF.",
+        PORT,
+        server_help="count each client's lines",
+        client_help="send lines, then end the stream",
+    )
     client.add_argument("--lines", type=int, default=1000, help="how many lines to send")
     args = parser.parse_args(argv)
 
+    def count(sock: socket.socket) -> str:
+        lines, size = receive_lines(sock)
+        sock.sendall(f"{lines} lines, {size} bytes\n".encode())
+        return f"{lines} lines, {size} bytes"
+
     def serve() -> None:
-        listener = bind(args.host, args.port)
-        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-        while True:
-            sock, address = listener.accept()
-            with sock:
-                try:
-                    lines, size = receive_lines(sock)
-                except (FramingError, ConnectionError) as exc:
-                    print(f"{peer_name(address)}: broken stream ({exc})", flush=True)
-                    continue
-                print(f"{peer_name(address)}: {lines} lines, {size} bytes", flush=True)
-                sock.sendall(f"{lines} lines, {size} bytes\n".encode())
+        serve_each(bind(args.host, args.port), count, broken=(FramingError,))
 
     def send() -> None:
         encoder = Delimited()

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import bind, peer_name
+from netplay.programs._net import bind, client_server, serve_each
 
 PORT = 1061
 CHUNK = 16 * 1024
@@ -87,18 +87,14 @@ def _read(sock: socket.socket) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tcp_deadlock",
-        description="Show how two peers that send without reading stall, and the fix.",
+    parser, _server, client = client_server(
+        "tcp_deadlock",
+        "Show how two peers that send without reading stall, and the fix.",
+        PORT,
+        server_help="echo in capitals, one client at a time",
+        client_help="send BYTECOUNT bytes, then read the echo",
     )
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="echo in capitals, one client at a time")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="send BYTECOUNT bytes, then read the echo")
-    client.add_argument("host", help="the server's name or address")
     client.add_argument("bytecount", type=int, help="how many bytes to send")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     client.add_argument("--fix", action="store_true", help="read while sending: no deadlock")
     client.add_argument(
         "--stall", type=float, default=STALL_S, help="seconds without progress that mean stalled"
@@ -107,18 +103,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _server(args: argparse.Namespace) -> None:
-    listener = bind(args.host, args.port)
-    print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-    while True:
-        sock, address = listener.accept()
-        with sock:
-            print(f"Processing up to {CHUNK} bytes at a time from {peer_name(address)}", flush=True)
-            try:
-                total = serve_one(sock)
-            except ConnectionError as exc:
-                print(f"  the client went away ({exc.strerror})", flush=True)
-                continue
-            print(f"  {total} bytes processed so far; socket closed", flush=True)
+    def echo(sock: socket.socket) -> str:
+        return f"{serve_one(sock)} bytes echoed in chunks of up to {CHUNK}"
+
+    serve_each(bind(args.host, args.port), echo)
 
 
 def _client(args: argparse.Namespace) -> int:

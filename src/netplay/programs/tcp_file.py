@@ -12,13 +12,13 @@ sends its lines (from ``--line`` or stdin) and prints the answers.
 
 from __future__ import annotations
 
-import argparse
+import socket
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import bind, connect, peer_name
+from netplay.programs._net import bind, client_server, connect, serve_each
 
 PORT = 1062
 MAX_LINE = 64 * 1024
@@ -65,33 +65,29 @@ def ask_lines(stream: Stream, lines: Iterable[str]) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tcp_file", description="A TCP stream used as a file.")
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="answer lines, one client at a time")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="send lines (from --line or stdin)")
-    client.add_argument("host", help="the server's name or address")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    parser, _server, client = client_server(
+        "tcp_file",
+        "A TCP stream used as a file.",
+        PORT,
+        server_help="answer lines, one client at a time",
+        client_help="send lines (from --line or stdin)",
+    )
     client.add_argument("--line", action="append", help="a line to send (repeatable)")
     args = parser.parse_args(argv)
 
+    def answer_lines(sock: socket.socket) -> str:
+        with sock.makefile("rwb") as stream:
+            return f"{serve_lines(stream)} lines answered"
+
     def serve() -> None:
-        listener = bind(args.host, args.port)
-        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-        while True:
-            sock, address = listener.accept()
-            with sock, sock.makefile("rwb") as stream:
-                try:
-                    count = serve_lines(stream)
-                except ConnectionError:
-                    count = -1
-                print(f"{peer_name(address)}: {count} lines answered", flush=True)
+        serve_each(bind(args.host, args.port), answer_lines)
 
     def ask() -> None:
         with connect(args.host, args.port) as sock, sock.makefile("rwb") as stream:
             for reply in ask_lines(stream, args.line or sys.stdin):
                 print(reply)
+            sock.shutdown(socket.SHUT_WR)  # no more lines; wait until the server is done
+            stream.read()
 
     return run("tcp_file", serve if args.role == "server" else ask)
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
+from netplay.programs._net import bind, client_server, connect, peer_name
 
 PORT = 1060
 QUESTION = b"Hi there, server"
@@ -34,31 +35,14 @@ def recvall(sock: socket.socket, length: int) -> bytes:
     return data
 
 
-def peer_name(address: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
-    """(host, port), with an IPv4 client of a dual-stack socket shown as IPv4."""
-    host, port = address[0], address[1]
-    return (host.removeprefix("::ffff:") if "." in host else host), port
-
-
-def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
-    """A listening TCP socket on ``host`` (``::``: every address, IPv6 and IPv4)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server(
-        (host, port), family=family, dualstack_ipv6=family == socket.AF_INET6, backlog=backlog
-    )
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tcp_sixteen", description="Send and receive sixteen bytes over TCP."
+    parser, _server_parser, client = client_server(
+        "tcp_sixteen",
+        "Send and receive sixteen bytes over TCP.",
+        PORT,
+        server_help="accept connections, forever",
+        client_help="connect once",
     )
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="accept connections, forever")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="connect once")
-    client.add_argument("host", help="the server's name or address")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     family = client.add_mutually_exclusive_group()
     family.add_argument(
         "-4",
@@ -75,24 +59,6 @@ def _parser() -> argparse.ArgumentParser:
         help="connect over IPv6 only",
     )
     return parser
-
-
-def connect(host: str, port: int, family: int = 0, timeout: float = 10) -> socket.socket:
-    """A TCP connection to the first address of ``host`` (of ``family``) that answers."""
-    last: OSError | None = None
-    for fam, kind, proto, _name, address in socket.getaddrinfo(
-        host, port, family, socket.SOCK_STREAM
-    ):
-        sock = socket.socket(fam, kind, proto)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(address)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        return sock
-    raise last or ProgramError(f"{host} has no address of that family")
 
 
 def _server(args: argparse.Namespace) -> None:

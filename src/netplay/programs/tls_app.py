@@ -13,7 +13,6 @@ The client sends a line; the server answers it in capitals.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import ssl
@@ -21,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import bind, peer_name
+from netplay.programs._net import bind, client_server, serve_each
 
 PORT = 1068
 
@@ -42,26 +41,25 @@ def ask(host: str, port: int, line: str, context: ssl.SSLContext) -> tuple[str, 
         try:
             with context.wrap_socket(raw, server_hostname=host) as sock:
                 sock.sendall(line.encode("utf-8") + b"\n")
+                version = str(sock.version())
                 with sock.makefile("rb") as stream:
                     answer = stream.readline().decode("utf-8").rstrip("\n")
-                return str(sock.version()), answer
+                    stream.read()  # until the server, done with us, closes
+                return version, answer
         except ssl.SSLCertVerificationError as exc:
             raise ProgramError(f"certificate verification failed: {exc.verify_message}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="tls_app", description="A verified TLS client and server."
+    parser, server, client = client_server(
+        "tls_app",
+        "A verified TLS client and server.",
+        PORT,
+        server_help="answer each client's line in capitals",
+        client_help="send a line and print the answer",
     )
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="answer each client's line in capitals")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     server.add_argument("--cert", default=os.environ.get("NETPLAY_CERT"), help="certificate (PEM)")
     server.add_argument("--key", default=os.environ.get("NETPLAY_KEY"), help="private key (PEM)")
-    client = sub.add_parser("client", help="send a line and print the answer")
-    client.add_argument("host", help="the server's name: the one its certificate must hold")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
     client.add_argument("--cafile", help="trust this CA file instead of the system's")
     client.add_argument("--line", default="Simple is better than complex.", help="what to send")
     args = parser.parse_args(argv)
@@ -70,18 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.cert or not args.key:
             raise ProgramError("give --cert and --key (netplay exec sets them for the host)")
         context = server_context(args.cert, args.key)
-        listener = bind(args.host, args.port)
-        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-        while True:
-            raw, address = listener.accept()
-            try:
-                with context.wrap_socket(raw, server_side=True) as sock:
-                    with sock.makefile("rb") as stream:
-                        line = stream.readline()
-                    sock.sendall(line.upper())
-                    print(f"{peer_name(address)}: {sock.version()}, answered", flush=True)
-            except (ssl.SSLError, OSError) as exc:
-                print(f"{peer_name(address)}: failed ({exc})", flush=True)
+
+        def answer(raw: socket.socket) -> str:
+            with context.wrap_socket(raw, server_side=True) as sock:
+                with sock.makefile("rb") as stream:
+                    line = stream.readline()
+                sock.sendall(line.upper())
+                return f"{sock.version()}, answered"
+
+        serve_each(bind(args.host, args.port), answer)
 
     def send() -> None:
         version, answer = ask(args.host, args.port, args.line, client_context(args.cafile))

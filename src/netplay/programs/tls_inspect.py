@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import bind, peer_name
+from netplay.programs._net import bind, peer_name
 
 VERSIONS = {v.name: v for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)}
 

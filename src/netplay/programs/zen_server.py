@@ -37,8 +37,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from netplay.programs._cli import ProgramError, run
+from netplay.programs._net import bind
 from netplay.programs._zen_io import handle
-from netplay.programs.tcp_sixteen import bind
 from netplay.programs.zen import ServerConnection, ZenError
 
 PORT = 1070

@@ -13,7 +13,6 @@ data frames itself, and the two can share one connection.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import sys
 import zlib
@@ -21,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.tcp_sixteen import bind, connect, peer_name
+from netplay.programs._net import bind, client_server, connect, serve_each
 
 PORT = 1066
 TEXT = "Those who can make you believe absurdities can make you commit atrocities. "
@@ -56,33 +55,25 @@ def receive(recv: Callable[[int], bytes]) -> Received:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zlib_stream", description="zlib on a TCP stream.")
-    sub = parser.add_subparsers(dest="role", required=True)
-    server = sub.add_parser("server", help="decompress what each client sends")
-    server.add_argument("host", nargs="?", default="::", help="address to bind (default: all)")
-    server.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
-    client = sub.add_parser("client", help="send compressed text, then a plain trailer")
-    client.add_argument("host", help="the server's name or address")
-    client.add_argument("-p", "--port", type=int, default=PORT, help=f"port (default {PORT})")
+    parser, _server, client = client_server(
+        "zlib_stream",
+        "zlib on a TCP stream.",
+        PORT,
+        server_help="decompress what each client sends",
+        client_help="send compressed text, then a plain trailer",
+    )
     client.add_argument("--repeat", type=int, default=100, help="copies of the text to send")
     args = parser.parse_args(argv)
 
+    def report(sock: socket.socket) -> str:
+        got = receive(sock.recv)
+        return (
+            f"{got.compressed} compressed bytes became {len(got.text)}; "
+            f"then {len(got.trailer)} plain bytes: {got.trailer!r}"
+        )
+
     def serve() -> None:
-        listener = bind(args.host, args.port)
-        print(f"Listening at {listener.getsockname()[:2]}", flush=True)
-        while True:
-            sock, address = listener.accept()
-            with sock:
-                try:
-                    got = receive(sock.recv)
-                except (ProgramError, zlib.error, ConnectionError) as exc:
-                    print(f"{peer_name(address)}: broken stream ({exc})", flush=True)
-                    continue
-                report = (
-                    f"{got.compressed} compressed bytes became {len(got.text)}; "
-                    f"then {len(got.trailer)} plain bytes: {got.trailer!r}"
-                )
-                print(f"{peer_name(address)}: {report}", flush=True)
+        serve_each(bind(args.host, args.port), report, broken=(ProgramError, zlib.error))
 
     def send() -> None:
         data = (TEXT * args.repeat).encode()
