@@ -2,6 +2,7 @@
 
 - :func:`client_server`: the ``server [HOST] [-p PORT]`` / ``client HOST [-p PORT]``
   command line every pair of programs has;
+- :func:`family_options`: ``-4`` and ``-6``;
 - :func:`bind` and :func:`connect`: a listening socket on every address (IPv6
   and IPv4), and a connection that tries each address of a name in turn;
 - :func:`serve_each`: announce where the server listens, then serve one
@@ -31,6 +32,16 @@ def client_server(
     client.add_argument("host", help="the server's name or address")
     client.add_argument("-p", "--port", type=int, default=port, help=f"port (default {port})")
     return parser, server, client
+
+
+def family_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """``-4`` and ``-6``, which set ``family`` (0, the default, allows either)."""
+    family = parser.add_mutually_exclusive_group()
+    for flag, value, name in (("-4", socket.AF_INET, "IPv4"), ("-6", socket.AF_INET6, "IPv6")):
+        family.add_argument(
+            flag, dest="family", action="store_const", const=value, default=0,
+            help=f"{what} over {name} only",
+        )  # fmt: skip
 
 
 def peer_name(address: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:

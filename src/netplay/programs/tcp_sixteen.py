@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs._net import bind, client_server, connect, peer_name
+from netplay.programs._net import bind, client_server, connect, family_options, peer_name
 
 PORT = 1060
 QUESTION = b"Hi there, server"
@@ -43,21 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         server_help="accept connections, forever",
         client_help="connect once",
     )
-    family = client.add_mutually_exclusive_group()
-    family.add_argument(
-        "-4",
-        dest="family",
-        action="store_const",
-        const=socket.AF_INET,
-        help="connect over IPv4 only (from h1: through NAT)",
-    )
-    family.add_argument(
-        "-6",
-        dest="family",
-        action="store_const",
-        const=socket.AF_INET6,
-        help="connect over IPv6 only",
-    )
+    family_options(client, "connect")
     return parser
 
 
@@ -79,7 +65,7 @@ def _server(args: argparse.Namespace) -> None:
 
 
 def _client(args: argparse.Namespace) -> None:
-    with connect(args.host, args.port, args.family or 0) as sock:
+    with connect(args.host, args.port, args.family) as sock:
         print(f"Client has been assigned the address {sock.getsockname()[:2]}")
         sock.sendall(QUESTION)
         print(f"The server said {recvall(sock, len(ANSWER))!r}")

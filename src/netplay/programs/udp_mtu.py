@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
+from netplay.programs._net import family_options
 
 # Linux's values; Python's socket module does not name them all.
 IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)
@@ -68,17 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("host", help="name or address")
     parser.add_argument("-p", "--port", type=int, default=PORT, help=f"UDP port (default {PORT})")
-    family = parser.add_mutually_exclusive_group()
-    family.add_argument(
-        "-4", dest="family", action="store_const", const=socket.AF_INET, help="the IPv4 path"
-    )
-    family.add_argument(
-        "-6", dest="family", action="store_const", const=socket.AF_INET6, help="the IPv6 path"
-    )
+    family_options(parser, "probe the path")
     args = parser.parse_args(argv)
 
     def body() -> None:
-        mtu, seen = path_mtu(args.host, args.port, args.family or 0)
+        mtu, seen = path_mtu(args.host, args.port, args.family)
         steps = " -> ".join(map(str, seen))
         print(f"path MTU to {args.host}: {mtu} bytes (the kernel's estimates: {steps})")
 
