@@ -255,8 +255,7 @@ class Playground:
         """The CA and certificates of ``name`` (default: the only one running),
         running or not, as long as it has been up once."""
         paths = Paths.of(name or _only_name())
-        state = read_state(paths) or {}
-        store = pki.Store(Path(state.get("data") or paths.data))
+        store = _store(paths, read_state(paths))
         if not store.ca.exists():
             raise NotRunningError(
                 f"the playground {paths.name!r} has no CA yet",
@@ -286,7 +285,7 @@ class Playground:
         state = read_state(paths)
         if state is not None:
             _teardown(paths, state)
-        purged = purge and pki.Store(Path((state or {}).get("data") or paths.data)).purge()
+        purged = purge and _store(paths, state).purge()
         return name if state is not None or purged else None
 
     def __enter__(self) -> Playground:
@@ -310,7 +309,7 @@ class Playground:
     @property
     def pki(self) -> pki.Store:
         """The playground's CA and certificates (kept across ``down``)."""
-        return pki.Store(Path(self.state.get("data") or self.paths.data))
+        return _store(self.paths, self.state)
 
     @property
     def hosts(self) -> list[Host]:
@@ -426,6 +425,12 @@ class Playground:
             "faults": self.state.get("faults", {}),
             "services": self.services(),
         }
+
+
+def _store(paths: Paths, state: dict[str, Any] | None) -> pki.Store:
+    """The CA and certificates: where the state says they are (the environment
+    that chose the data directory may differ now), else where they would be."""
+    return pki.Store(Path((state or {}).get("data") or paths.data))
 
 
 def _live(pin: Path) -> dict[str, dict[str, Any]]:
