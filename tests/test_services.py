@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,25 +104,28 @@ def _service(pg: Playground, ident: str) -> dict[str, Any]:
     return next(s for s in pg.services() if s["id"] == ident)
 
 
-def _wait_for(pg: Playground, ident: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+def _until(
+    pg: Playground, ident: str, check: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+) -> dict[str, Any]:
+    """The service's status once ``check`` holds, polling what its runner reports."""
     deadline = time.monotonic() + timeout
-    while True:
-        now = _service(pg, ident)
-        if now["state"] == state:
-            return now
+    while not check(now := _service(pg, ident)):
         assert time.monotonic() < deadline, now
         time.sleep(0.1)
+    return now
 
 
-def _restarted(pg: Playground, before: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+def _wait_for(pg: Playground, ident: str, state: str) -> dict[str, Any]:
+    return _until(pg, ident, lambda now: now["state"] == state)
+
+
+def _restarted(pg: Playground, before: dict[str, Any]) -> dict[str, Any]:
     """The service's status once it runs again with another server process."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = _service(pg, before["id"])
-        if now["state"] == "running" and now["pid"] not in (before["pid"], None):
-            return now
-        assert time.monotonic() < deadline, now
-        time.sleep(0.1)
+    return _until(
+        pg,
+        before["id"],
+        lambda now: now["state"] == "running" and now["pid"] not in (before["pid"], None),
+    )
 
 
 def netplay(pg: Playground, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
