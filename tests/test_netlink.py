@@ -86,3 +86,30 @@ def test_many_requests_in_one_batch(book: Playground) -> None:
         sock.send("www", requests)
     table = book.host("www").run(["ip", "-4", "route", "show", "root", "10.200.0.0/16"], check=True)
     assert len(table.stdout.splitlines()) == 200
+
+
+RTM_GETLINK = 18
+
+
+def _link_attrs(index: int) -> dict[int, bytes]:
+    """The kernel's attributes of link ``index`` in this thread's network namespace."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nl.NETLINK_ROUTE) as sock:
+        body = nl.IFINFOMSG.pack(0, 0, index, 0, 0)
+        header = nl.NLMSGHDR.pack(nl.NLMSGHDR.size + len(body), RTM_GETLINK, nl.NLM_F_REQUEST, 1, 0)
+        sock.send(header + body)
+        reply = sock.recv(65536)
+    attrs, offset = {}, nl.NLMSGHDR.size + nl.IFINFOMSG.size
+    while offset + nl.NLA.size <= len(reply):
+        length, kind = nl.NLA.unpack_from(reply, offset)
+        attrs[kind & 0x3FFF] = reply[offset + nl.NLA.size : offset + length]
+        offset += (length + 3) & ~3
+    return attrs
+
+
+@pytest.mark.playground
+def test_both_ends_of_a_link_take_big_ipv4_segments(book: Playground) -> None:
+    """h1's eth0 and its switch port let a TCP sender hand them 185,000 bytes at a time."""
+    for key, index in (("h1", nl.host_index("eth0")), ("homeA.sw", nl.port_index(1))):
+        with namespaces.netns(book.paths.net_pin(key)):
+            attrs = _link_attrs(index)
+        assert nl.U32.unpack(attrs[nl.IFLA_GSO_IPV4_MAX_SIZE]) == (nl.GSO_IPV4_MAX_SIZE,)
