@@ -98,12 +98,7 @@ def _link_attrs(index: int) -> dict[int, bytes]:
         header = nl.NLMSGHDR.pack(nl.NLMSGHDR.size + len(body), RTM_GETLINK, nl.NLM_F_REQUEST, 1, 0)
         sock.send(header + body)
         reply = sock.recv(65536)
-    attrs, offset = {}, nl.NLMSGHDR.size + nl.IFINFOMSG.size
-    while offset + nl.NLA.size <= len(reply):
-        length, kind = nl.NLA.unpack_from(reply, offset)
-        attrs[kind & 0x3FFF] = reply[offset + nl.NLA.size : offset + length]
-        offset += (length + 3) & ~3
-    return attrs
+    return dict(nl.attributes(reply, nl.NLMSGHDR.size + nl.IFINFOMSG.size))
 
 
 @pytest.mark.playground

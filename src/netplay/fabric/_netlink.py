@@ -20,7 +20,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
@@ -41,6 +41,7 @@ NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_ACK_TLVS = 0x200  # in an ack: extended-ack attributes follow
 NLMSGERR_ATTR_MSG = 1
+NLA_TYPE_MASK = 0x3FFF  # without the nested and byte-order flags
 
 RTM_NEWLINK = 16
 RTM_NEWADDR = 20
@@ -357,20 +358,24 @@ class Socket:
             )
 
 
+def attributes(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
+    """Each attribute in ``data`` from ``offset`` on: its type (without flags) and payload."""
+    while offset + NLA.size <= len(data):
+        length, kind = NLA.unpack_from(data, offset)
+        if length < NLA.size:
+            return
+        yield kind & NLA_TYPE_MASK, data[offset + NLA.size : offset + length]
+        offset += (length + 3) & ~3
+
+
 def _ext_ack(message: bytes, flags: int) -> str:
     """The kernel's own words for an error, when it gave them."""
     if not flags & NLM_F_ACK_TLVS:
         return ""
     offset = NLMSGHDR.size + NLMSGERR.size + NLMSGHDR.size  # capped: the request's header only
-    while offset + NLA.size <= len(message):
-        length, kind = NLA.unpack_from(message, offset)
-        if length < NLA.size:
-            break
+    for kind, payload in attributes(message, offset):
         if kind == NLMSGERR_ATTR_MSG:
-            return (
-                message[offset + NLA.size : offset + length].rstrip(b"\0").decode(errors="replace")
-            )
-        offset += (length + 3) & ~3
+            return payload.rstrip(b"\0").decode(errors="replace")
     return ""
 
 
