@@ -40,9 +40,8 @@ import dns.rcode
 import dns.reversename
 
 from netplay import Playground
-from netplay import dns as netplay_dns
-from netplay.fabric import _namespaces as namespaces
-from netplay.topology import Topology
+from netplay.fabric import netns
+from netplay.topology import Topology, Zones, dns_zones
 
 TARGET_RATIO = 0.3
 SERVER = "10.1.1.1"
@@ -68,7 +67,7 @@ def queries(topology: Topology) -> str:
     return "\n".join(lines) + "\n"
 
 
-def knot_config(directory: Path, zones: netplay_dns.Zones) -> Path:
+def knot_config(directory: Path, zones: Zones) -> Path:
     for origin, zone in zones.items():
         text = zone.to_text(relativize=False, want_origin=True)
         (directory / f"{origin.to_text(omit_final_dot=True)}.zone").write_text(text)
@@ -99,7 +98,7 @@ def wait_answering(pg: Playground, port: int) -> None:
     """Until the server on backbone answers a query (from backbone itself)."""
     query = dns.message.make_query(f"www.{pg.topology.domain}", "A")
     deadline = time.monotonic() + READY_S
-    with namespaces.netns(pg.paths.net_pin("backbone")):
+    with netns(pg.paths.net_pin("backbone")):
         while True:
             try:
                 reply = dns.query.udp(query, SERVER, port=port, timeout=0.5)
@@ -116,7 +115,7 @@ def wait_answering(pg: Playground, port: int) -> None:
 @contextlib.contextmanager
 def knot(pg: Playground) -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="netplay-knot-") as tmp:
-        config = knot_config(Path(tmp), netplay_dns.build(pg.topology))
+        config = knot_config(Path(tmp), dns_zones(pg.topology))
         proc = pg.host("backbone").popen(["knotd", "-c", str(config)])
         try:
             wait_answering(pg, KNOT_PORT)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from netplay import Playground
 from netplay.fabric import _netlink as nl
-from netplay.fabric._namespaces import netns
+from netplay.fabric import netns
 
 TARGET_RATIO = 0.9
 WWW = "10.130.1.4"

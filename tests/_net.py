@@ -1,12 +1,12 @@
 """Small network programs that tests run inside playground hosts.
 
-Servers print one line once they are bound (their port), so a test waits
-for that line, never for a fixed time.
+Servers print one line once they are bound (their port), so a test starts
+them with the ``spawn`` fixture (ready on that first line, kept as
+``first_line``), never waiting for a fixed time.
 """
 
 from __future__ import annotations
 
-import selectors
 import subprocess
 import sys
 
@@ -87,41 +87,13 @@ c.close()
 """
 
 
-def start(host: Host, script: str, *args: object) -> tuple[subprocess.Popen[str], str]:
-    """Start a Python script in ``host``; return it and its first line."""
-    proc = host.popen(
-        [sys.executable, "-c", script, *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return proc, readline(proc, 10)
-
-
-def readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    """One line of the process's stdout, or an AssertionError saying what happened."""
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            proc.kill()
-            raise AssertionError(f"no output within {timeout} s from {proc.args!r}")
-    line = proc.stdout.readline().strip()
-    if not line:
-        stderr = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"{proc.args!r} printed nothing: {stderr}")
-    return line
+def python(script: str, *args: object) -> list[str]:
+    """The argv that runs ``script`` with ``args`` (for ``spawn``)."""
+    return [sys.executable, "-c", script, *map(str, args)]
 
 
 def run(
     host: Host, script: str, *args: object, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
-    return host.run([sys.executable, "-c", script, *map(str, args)], timeout=timeout)
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    """Kill (if still running) and reap the process; return the rest of its stdout."""
-    if proc.poll() is None:
-        proc.kill()
-    out, _err = proc.communicate()
-    return out
+    """Run ``script`` in ``host`` to completion."""
+    return host.run(python(script, *args), timeout=timeout)

@@ -1,4 +1,7 @@
-"""Fixtures: real playgrounds in real namespaces, and what needs them."""
+"""Our own tests use netplay.testing, the plugin users get (registered by its
+entry point): ``shared_playground``, ``playground``, ``playground_factory``,
+``spawn``, ``link_fault``, ``playground_ca``, and the markers
+``netplay_topology`` and ``needs_playground``."""
 
 from __future__ import annotations
 
@@ -12,27 +15,10 @@ import pytest
 from netplay import Playground
 
 
-def _can_build() -> str | None:
-    if os.geteuid() != 0:
-        return "building playgrounds in the test suite needs root (CI runs as root)"
-    for tool in ("nft", "ip", "ping", "traceroute"):
-        if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
-            return f"{tool} is not installed (.ci/run installs it)"
-    return None
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    reason = _can_build()
-    if reason is None:
-        return
-    for item in items:
-        if item.get_closest_marker("playground"):
-            item.add_marker(pytest.mark.skip(reason=reason))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def data_dir() -> Iterator[str]:
-    """Keep the CAs the tests make (which outlive `down`) out of /var/lib, and delete them."""
+    """Keep the CAs of the playgrounds tests make themselves (which outlive
+    `down`) out of /var/lib, and delete them."""
     path = tempfile.mkdtemp(prefix="netplay-test-data-")
     os.environ["NETPLAY_DATA_DIR"] = path
     try:
@@ -42,8 +28,9 @@ def data_dir() -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def book() -> Iterator[Playground]:
-    """The book playground, shared by the tests of one module."""
-    with Playground.up("book", name=f"t{os.getpid()}") as pg:
-        yield pg
+@pytest.fixture
+def book(shared_playground: Playground) -> Playground:
+    """The book playground the session shares (a module may not mark another topology)."""
+    assert shared_playground.topology.name == "book"
+    return shared_playground
+

@@ -84,7 +84,7 @@ def cli_playground() -> Iterator[str]:
         assert down.returncode == 0 and down.stdout == f"playground {name} removed\n"
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_exec_passes_stdin_stdout_and_status(cli_playground: str) -> None:
     echo = netplay("exec", "--name", cli_playground, "h1", "--", "cat", stdin="hello\n")
     assert (echo.returncode, echo.stdout) == (0, "hello\n")
@@ -94,7 +94,7 @@ def test_exec_passes_stdin_stdout_and_status(cli_playground: str) -> None:
     assert env.stdout == "www\n"
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_exec_errors(cli_playground: str) -> None:
     unknown = netplay("exec", "--name", cli_playground, "h9", "--", "true")
     assert unknown.returncode == 7
@@ -110,20 +110,22 @@ def test_exec_errors(cli_playground: str) -> None:
     assert joined.stdout == "h1\n", joined.stderr
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_second_up_with_the_same_name_exits_5(cli_playground: str) -> None:
     again = netplay("up", "--detach", "--name", cli_playground)
     assert again.returncode == 5
     assert "already running" in one_line_error(again)
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_status_and_list(cli_playground: str) -> None:
     text = netplay("status", "--name", cli_playground)
     assert text.returncode == 0
     for word in ("h1", "192.168.1.11/24", "modemA", "10.25.1.65/16", "www", "10.130.1.4/24"):
         assert word in text.stdout
     described = json.loads(netplay("status", "--name", cli_playground, "--json").stdout)
+    mode = "root" if os.geteuid() == 0 else "rootless"
+    assert (described["schema"], described["name"], described["mode"]) == (1, cli_playground, mode)
     dns = next(s for s in described["services"] if s["id"] == "backbone/dns")
     assert (dns["kind"], dns["listens"], dns["state"]) == ("dns", ["udp/53", "tcp/53"], "running")
     assert "backbone/dns" in text.stdout and "www/https" in text.stdout
@@ -134,7 +136,7 @@ def test_status_and_list(cli_playground: str) -> None:
     assert cli_playground in listed.stdout and "running" in listed.stdout
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_link_faults_from_the_command_line(cli_playground: str) -> None:
     name = ["--name", cli_playground]
     lossy = netplay("link", *name, "modemA", "isp", "--loss", "20%")
@@ -151,7 +153,7 @@ def test_link_faults_from_the_command_line(cli_playground: str) -> None:
     one_line_error(unconnected)
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_console_runs_commands_and_tears_down_on_exit() -> None:
     name = f"con{os.getpid()}"
     script = "hosts\nh1 hostname\nlink modemA isp --rate 1mbit\nstatus\nbogus\nexit\n"
@@ -165,7 +167,7 @@ def test_console_runs_commands_and_tears_down_on_exit() -> None:
     assert name not in netplay("list").stdout
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_console_end_of_input_tears_down() -> None:
     name = f"eof{os.getpid()}"
     result = netplay("up", "--name", name, stdin="h2 hostname\n")

@@ -6,7 +6,6 @@ import random
 import struct
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import dns.flags
 import dns.message
@@ -18,11 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netplay import Playground, TopologyError
-from netplay.dns import Answers, answer, build
-from netplay.dns._answer import CACHE_ENTRIES, CACHE_MAX_BYTES
-from netplay.topology import Topology, load, loads
+from netplay.protocols.dns import CACHE_ENTRIES, CACHE_MAX_BYTES, Answers, answer
+from netplay.topology import Topology, dns_zones, load, loads
 
-BOOK = build(load("book"))
+BOOK = dns_zones(load("book"))
 
 
 def ask(name: str, rdtype: str, **kwargs: object) -> dns.message.Message:
@@ -79,7 +77,7 @@ def test_any_is_answered_minimally() -> None:
 
 
 def test_truncation_over_udp_and_whole_over_tcp() -> None:
-    zones = build(many_records_topology())
+    zones = dns_zones(many_records_topology())
     query = dns.message.make_query("many.big.test", "A")
     udp = dns.message.from_wire(answer(query.to_wire(), zones) or b"")
     assert udp.flags & dns.flags.TC and not udp.answer
@@ -171,7 +169,7 @@ def test_remembered_answers_are_bounded() -> None:
 def test_bad_record_names_its_field() -> None:
     text = TOPOLOGY.replace('"many A 10.0.0.1"', '"many A not-an-address"')
     with pytest.raises(TopologyError) as caught:
-        build(loads(text, source="bad.toml"))
+        dns_zones(loads(text, source="bad.toml"))
     assert caught.value.field == "dns.records[0]"
 
 
@@ -201,7 +199,6 @@ def dig(book: Playground, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.playground
 def test_dig_through_nat(book: Playground) -> None:
     assert dig(book, "+short", "www.example.com").split() == ["10.130.1.4"]
     assert dig(book, "+short", "AAAA", "www").split() == []  # no search list without +search
@@ -222,7 +219,6 @@ def test_dig_through_nat(book: Playground) -> None:
     assert dig(book, "+tcp", "+short", "mail.example.com").split() == ["10.130.1.3"]
 
 
-@pytest.mark.playground
 def test_dnspython_and_glibc_in_h1(book: Playground) -> None:
     script = """
 import socket, dns.resolver
@@ -260,13 +256,11 @@ for name in sys.argv[1:]:
     return run.stdout.split()
 
 
-@pytest.mark.playground
 def test_several_queries_on_one_tcp_connection(book: Playground) -> None:
     names = ["www.example.com", "mail.example.com", "ftp.example.com"]
     assert _tcp_queries(book, names) == ["10.130.1.4", "10.130.1.3", "10.130.1.2"]
 
 
-@pytest.mark.playground
 def test_hostile_burst_then_still_answers(book: Playground) -> None:
     packets = list(_mutations(seed=7, count=3000))
     sender = """
@@ -288,18 +282,9 @@ for size in (0, 1, 70000):
     assert _tcp_queries(book, ["mail.example.com"]) == ["10.130.1.3"]
 
 
-@pytest.fixture()
-def big(tmp_path: Path) -> Iterator[Playground]:
-    path = tmp_path / "big.toml"
-    records = ", ".join(f'"many A 10.0.1.{i}"' for i in range(1, 61))
-    path.write_text(TOPOLOGY.replace('"many A 10.0.0.1"', records))
-    with Playground.up(str(path), name=f"big{random.randrange(10**6)}") as pg:
-        yield pg
-
-
-@pytest.mark.playground
-def test_truncated_over_udp_then_retried_over_tcp(big: Playground) -> None:
-    client = big.host("client")
+@pytest.mark.netplay_topology(many_records_topology())
+def test_truncated_over_udp_then_retried_over_tcp(playground: Playground) -> None:
+    client = playground.host("client")
     ignored = client.run(["dig", "+ignore", "+noedns", "many.big.test"], check=True).stdout
     assert " tc" in ignored.split("flags:")[1].split(";")[0]
     retried = client.run(["dig", "+noedns", "+short", "many.big.test"], check=True).stdout
@@ -308,5 +293,5 @@ def test_truncated_over_udp_then_retried_over_tcp(big: Playground) -> None:
 
 
 def test_no_dns_without_a_dns_host() -> None:
-    assert build(load("line:3")) == {}
+    assert dns_zones(load("line:3")) == {}
     assert "nameserver" not in load("line:3").etc_resolv_conf()

@@ -2,80 +2,85 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
-from _net import TCP_SEND, TCP_SINK, UDP_COUNT, UDP_SEND, readline, run, start, stop
-from netplay import MissingKernelFeatureError, Playground
+from _net import TCP_SEND, TCP_SINK, UDP_COUNT, UDP_SEND, python, run
+from netplay import CableFaults, MissingKernelFeatureError, Playground, Spawned
 
-pytestmark = pytest.mark.playground
+Spawn = Callable[..., Spawned]
+LinkFault = Callable[..., CableFaults]
 
 
-def _udp_through(pg: Playground, count: int) -> int:
+def _udp_through(pg: Playground, spawn: Spawn, count: int) -> int:
     """Datagrams from modemA that reach isp across modemA's cable."""
-    receiver, port = start(pg.host("isp"), UDP_COUNT, "0.0.0.0", 0, 1.0)
-    run(pg.host("modemA"), UDP_SEND, "10.25.1.1", port, count)
-    received = int(readline(receiver, 20))
-    stop(receiver)
+    receiver = spawn(pg.host("isp"), python(UDP_COUNT, "0.0.0.0", 0, 1.0))
+    run(pg.host("modemA"), UDP_SEND, "10.25.1.1", receiver.first_line, count)
+    received = int(receiver.readline(20))
+    receiver.stop()
     return received
 
 
-def test_loss_then_clear(book: Playground) -> None:
+def test_loss_then_clear(book: Playground, spawn: Spawn, link_fault: LinkFault) -> None:
     # resolve the neighbours first, so that loss hits the datagrams, not ARP
     assert book.host("modemA").run(["ping", "-c", "1", "-W", "2", "10.25.1.1"]).returncode == 0
-    book.link("modemA", "isp", loss="50%")
-    try:
-        assert 120 <= _udp_through(book, 400) <= 280  # 30 % to 70 % of 400
-    finally:
-        book.link("modemA", "isp", clear=True)
-    assert _udp_through(book, 400) == 400
+    assert link_fault(book, "modemA", "isp", loss="50%") == CableFaults(loss=50.0)
+    assert 120 <= _udp_through(book, spawn, 400) <= 280  # 30 % to 70 % of 400
+    assert book.link("modemA", "isp", clear=True) == CableFaults()
+    assert _udp_through(book, spawn, 400) == 400
 
 
-def test_total_loss_drops_everything(book: Playground) -> None:
+def test_total_loss_drops_everything(book: Playground, spawn: Spawn, link_fault: LinkFault) -> None:
     assert book.host("modemA").run(["ping", "-c", "1", "-W", "2", "10.25.1.1"]).returncode == 0
-    book.link("modemA", "isp", loss="100%")
-    try:
-        assert _udp_through(book, 100) == 0
-    finally:
-        book.link("modemA", "isp", clear=True)
-    assert _udp_through(book, 100) == 100
+    link_fault(book, "modemA", "isp", loss="100%")
+    assert _udp_through(book, spawn, 100) == 0
+    book.link("modemA", "isp", clear=True)
+    assert _udp_through(book, spawn, 100) == 100
 
 
-def test_down_cuts_and_up_restores(book: Playground) -> None:
+def test_down_cuts_and_up_restores(book: Playground, link_fault: LinkFault) -> None:
     ping = ["ping", "-c", "1", "-W", "1", "www"]
-    book.link("modemA", "isp", down=True)
-    try:
-        assert book.host("h1").run(ping).returncode != 0
-        assert book.status()["faults"]["modemA/isp-lan"] == {"down": True}
-    finally:
-        book.link("modemA", "isp", up=True)
+    cut = link_fault(book, "modemA", "isp", down=True)
+    assert cut == CableFaults(down=True) and cut
+    assert book.host("h1").run(ping).returncode != 0
+    assert book.status().faults == {"modemA/isp-lan": CableFaults(down=True)}
+    restored = book.link("modemA", "isp", up=True)
+    assert not restored
     assert book.host("h1").run(ping).returncode == 0
-    assert book.status()["faults"] == {}
+    assert book.status().faults == {}
 
 
-def test_rate_limits_a_bulk_transfer(book: Playground) -> None:
+def _bulk_rate(pg: Playground, spawn: Spawn, size: int) -> float:
+    """Bits per second of ``size`` bytes sent from h1 to www, as www counts them."""
+    sink = spawn(pg.host("www"), python(TCP_SINK))
+    result = run(pg.host("h1"), TCP_SEND, "www", sink.first_line, size)
+    assert result.returncode == 0, result.stderr
+    total, seconds = sink.readline(30).split()
+    assert int(total) == size
+    return int(total) * 8 / float(seconds)
+
+
+def test_rate_limits_a_bulk_transfer(
+    playground: Playground, spawn: Spawn, link_fault: LinkFault
+) -> None:
+    """On a book of its own: a limit that clearing left behind would slow every later test."""
     rate_bits = 8_000_000
     size = 2_000_000  # two seconds at 8 Mbit/s
-    book.link("backbone", "example", rate="8mbit")
-    try:
-        sink, port = start(book.host("www"), TCP_SINK)
-        result = run(book.host("h1"), TCP_SEND, "www", port, size)
-        assert result.returncode == 0, result.stderr
-        total, seconds = readline(sink, 30).split()
-        stop(sink)
-    finally:
-        book.link("backbone", "example", clear=True)
-    assert int(total) == size
-    measured = int(total) * 8 / float(seconds)
+    limited = link_fault(playground, "backbone", "example", rate="8mbit")
+    assert limited == CableFaults(rate="8mbit")
+    measured = _bulk_rate(playground, spawn, size)
     assert 0.8 * rate_bits <= measured <= 1.2 * rate_bits, measured
+    assert playground.link("backbone", "example", clear=True) == CableFaults()
+    unlimited = _bulk_rate(playground, spawn, size)
+    assert unlimited > 5 * rate_bits, f"still limited after clear: {unlimited:.0f} bit/s"
 
 
-def test_delay_without_netem_is_reported(book: Playground) -> None:
+def test_delay_without_netem_is_reported(book: Playground, link_fault: LinkFault) -> None:
     try:
-        book.link("isp", "backbone", delay="20ms")
+        delayed = link_fault(book, "isp", "backbone", delay="20ms")
     except MissingKernelFeatureError as exc:
         assert "netem" in str(exc)
     else:  # a kernel with netem: the delay must really be there
+        assert delayed == CableFaults(delay="20ms")
         result = book.host("isp").run(["ping", "-c", "1", "-W", "2", "10.1.1.1"])
-        book.link("isp", "backbone", clear=True)
         assert "time=" in result.stdout
         assert float(result.stdout.split("time=")[1].split()[0]) >= 20

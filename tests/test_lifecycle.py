@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from _net import readline
-from netplay import AlreadyRunningError, NotRunningError, Playground
+from netplay import AlreadyRunningError, NotRunningError, Playground, fabric
 from netplay.fabric import _procs
 
-pytestmark = pytest.mark.playground
+pytestmark = pytest.mark.needs_playground
 
 NETPLAY = [sys.executable, "-m", "netplay"]
 
@@ -41,8 +40,10 @@ def snapshot() -> dict[str, object]:
 
 
 def _pins(name: str) -> tuple[list[Path], set[int]]:
-    state = json.loads(Path(f"/run/netplay/{name}/state.json").read_text())
-    pins = [Path(p) for p in state["pins"]]
+    state = fabric.read_state(fabric.Paths.of(name))
+    assert state is not None and state.pins, f"the state file of {name} names no pins"
+    assert fabric.Paths.of(name).state == Path(f"/run/netplay/{name}/state.json")
+    pins = [Path(p) for p in state.pins]
     return pins, {os.stat(p).st_ino for p in pins if p.name.endswith(".net")}
 
 
@@ -69,7 +70,13 @@ def _foreground_up(name: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert "is up" in readline(up, 30)
+    assert up.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(up.stdout, selectors.EVENT_READ)
+        said = up.stdout.readline() if selector.select(30) else ""
+    if "is up" not in said:
+        _kill_9(up)
+        raise AssertionError(f"`netplay up --name {name}` did not say it is up: {said!r}")
     return up
 
 
@@ -147,7 +154,7 @@ b = ["10.0.2.2/24"]
     )
     with Playground.up(str(spec)) as pg:
         assert pg.name == "mtu"
-        mtus = {i["network"]: i["mtu"] for h in pg.status()["hosts"] for i in h["interfaces"]}
+        mtus = {i.network: i.mtu for h in pg.status().hosts for i in h.interfaces}
         assert mtus == {"left": 1500, "right": 1400}
         ok = pg.host("a").run(["ping", "-M", "do", "-s", "1372", "-c", "1", "-W", "2", "10.0.2.2"])
         big = pg.host("a").run(["ping", "-M", "do", "-s", "1400", "-c", "1", "-W", "2", "10.0.2.2"])

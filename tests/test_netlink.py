@@ -11,8 +11,8 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from netplay import Playground, errors
-from netplay.fabric import _namespaces as namespaces
 from netplay.fabric import _netlink as nl
+from netplay.fabric import netns
 
 
 def decode(cls: type, request: nl.Request) -> dict[str, object]:
@@ -66,10 +66,9 @@ def test_route_requests() -> None:
     assert (attrs["RTA_DST"], attrs["RTA_OIF"], attrs["RTA_PRIORITY"]) == ("fd6e:7000:1::2", 4, 256)
 
 
-@pytest.mark.playground
 def test_refusal_names_the_step_and_the_kernels_reason(book: Playground) -> None:
     request = nl.route(IPv4Network("10.99.0.0/16"), IPv4Address("10.98.0.1"))
-    with namespaces.netns(book.paths.net_pin("h1")), nl.Socket() as sock:
+    with netns(book.paths.net_pin("h1")), nl.Socket() as sock:
         with pytest.raises(errors.FabricError) as caught:
             sock.send("h1", [nl.link_up(1).saying("bring lo up"), request.saying("add a route")])
     message = str(caught.value)
@@ -77,15 +76,19 @@ def test_refusal_names_the_step_and_the_kernels_reason(book: Playground) -> None
     assert "gateway" in message.lower() or "unreachable" in message.lower()
 
 
-@pytest.mark.playground
 def test_many_requests_in_one_batch(book: Playground) -> None:
     """More requests than one datagram carries: every one is sent and acknowledged."""
     gateway = IPv4Address("10.130.1.1")
     requests = [nl.route(IPv4Network(f"10.200.{i}.0/24"), gateway) for i in range(200)]
-    with namespaces.netns(book.paths.net_pin("www")), nl.Socket() as sock:
-        sock.send("www", requests)
-    table = book.host("www").run(["ip", "-4", "route", "show", "root", "10.200.0.0/16"], check=True)
-    assert len(table.stdout.splitlines()) == 200
+    www = book.host("www")
+    try:
+        with netns(book.paths.net_pin("www")), nl.Socket() as sock:
+            sock.send("www", requests)
+        table = www.run(["ip", "-4", "route", "show", "root", "10.200.0.0/16"], check=True)
+        assert len(table.stdout.splitlines()) == 200
+    finally:  # the book is shared: take the routes away again
+        www.run(["ip", "-4", "route", "flush", "root", "10.200.0.0/16"], check=True)
+    assert www.run(["ip", "-4", "route", "show", "root", "10.200.0.0/16"]).stdout == ""
 
 
 RTM_GETLINK = 18
@@ -101,10 +104,9 @@ def _link_attrs(index: int) -> dict[int, bytes]:
     return dict(nl.attributes(reply, nl.NLMSGHDR.size + nl.IFINFOMSG.size))
 
 
-@pytest.mark.playground
 def test_both_ends_of_a_link_take_big_ipv4_segments(book: Playground) -> None:
     """h1's eth0 and its switch port let a TCP sender hand them 185,000 bytes at a time."""
     for key, index in (("h1", nl.host_index("eth0")), ("homeA.sw", nl.port_index(1))):
-        with namespaces.netns(book.paths.net_pin(key)):
+        with netns(book.paths.net_pin(key)):
             attrs = _link_attrs(index)
         assert nl.U32.unpack(attrs[nl.IFLA_GSO_IPV4_MAX_SIZE]) == (nl.GSO_IPV4_MAX_SIZE,)

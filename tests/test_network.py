@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from _net import TCP_ASK, TCP_ECHO_PEER, UDP_COUNT, UDP_SEND, readline, run, start, stop
-from netplay import Playground
+from _net import TCP_ASK, TCP_ECHO_PEER, UDP_COUNT, UDP_SEND, python, run
+from netplay import Playground, Spawned
 
-pytestmark = pytest.mark.playground
+Spawn = Callable[..., Spawned]
 
 
 def test_h1_reaches_www_by_icmp(book: Playground) -> None:
@@ -28,24 +29,20 @@ def test_traceroute_from_h1_lists_the_routers_in_order(book: Playground) -> None
 @pytest.mark.parametrize(
     ("client", "seen_as"), [("h1", "10.25.1.65"), ("h2", "10.25.1.65"), ("h4", "10.25.1.66")]
 )
-def test_www_sees_home_hosts_as_their_modem(book: Playground, client: str, seen_as: str) -> None:
-    server, port = start(book.host("www"), TCP_ECHO_PEER, "0.0.0.0", 0, 1)
-    try:
-        result = run(book.host(client), TCP_ASK, "www", port, 5)
-        assert result.stdout.strip() == seen_as, result.stderr
-    finally:
-        stop(server)
+def test_www_sees_home_hosts_as_their_modem(
+    book: Playground, spawn: Spawn, client: str, seen_as: str
+) -> None:
+    server = spawn(book.host("www"), python(TCP_ECHO_PEER, "0.0.0.0", 0, 1))
+    result = run(book.host(client), TCP_ASK, "www", server.first_line, 5)
+    assert result.stdout.strip() == seen_as, result.stderr
 
 
-def test_www_cannot_connect_to_h1(book: Playground) -> None:
-    server, port = start(book.host("h1"), TCP_ECHO_PEER, "0.0.0.0", 0, 1)
-    try:
-        result = run(book.host("www"), TCP_ASK, "192.168.1.11", port, 2)
-        assert result.returncode != 0
-        assert "Error" in result.stderr  # unreachable or timed out, never connected
-        assert "192.168.1.11" not in result.stdout
-    finally:
-        stop(server)
+def test_www_cannot_connect_to_h1(book: Playground, spawn: Spawn) -> None:
+    server = spawn(book.host("h1"), python(TCP_ECHO_PEER, "0.0.0.0", 0, 1))
+    result = run(book.host("www"), TCP_ASK, "192.168.1.11", server.first_line, 2)
+    assert result.returncode != 0
+    assert "Error" in result.stderr  # unreachable or timed out, never connected
+    assert "192.168.1.11" not in result.stdout
 
 
 def test_h1_cannot_reach_h4_in_the_other_home(book: Playground) -> None:
@@ -53,37 +50,29 @@ def test_h1_cannot_reach_h4_in_the_other_home(book: Playground) -> None:
     assert result.returncode != 0
 
 
-def test_broadcast_reaches_the_home_lan_only(book: Playground) -> None:
+def test_broadcast_reaches_the_home_lan_only(book: Playground, spawn: Spawn) -> None:
     receivers = {
-        name: start(book.host(name), UDP_COUNT, "0.0.0.0", 5005, 1.5)[0]
+        name: spawn(book.host(name), python(UDP_COUNT, "0.0.0.0", 5005, 1.5))
         for name in ("h2", "h3", "h4")
     }
     run(book.host("h1"), UDP_SEND, "192.168.1.255", 5005, 5)
-    counts = {name: int(readline(proc, 10)) for name, proc in receivers.items()}
-    for proc in receivers.values():
-        stop(proc)
+    counts = {name: int(receiver.readline(10)) for name, receiver in receivers.items()}
     assert counts["h2"] == 5 and counts["h3"] == 5
     assert counts["h4"] == 0
 
 
-def test_ipv6_h1_reaches_www(book: Playground) -> None:
-    server, port = start(book.host("www"), TCP_ECHO_PEER, "::", 0, 1)
-    try:
-        result = run(book.host("h1"), TCP_ASK, "fd6e:7000:130::4", port, 5)
-        # no NAT for IPv6: www sees h1's own routed address
-        assert result.stdout.strip() == "fd6e:7000:25:a::11", result.stderr
-    finally:
-        stop(server)
+def test_ipv6_h1_reaches_www(book: Playground, spawn: Spawn) -> None:
+    server = spawn(book.host("www"), python(TCP_ECHO_PEER, "::", 0, 1))
+    result = run(book.host("h1"), TCP_ASK, "fd6e:7000:130::4", server.first_line, 5)
+    # no NAT for IPv6: www sees h1's own routed address
+    assert result.stdout.strip() == "fd6e:7000:25:a::11", result.stderr
 
 
-def test_ipv6_www_cannot_open_a_connection_to_h1(book: Playground) -> None:
-    server, port = start(book.host("h1"), TCP_ECHO_PEER, "::", 0, 1)
-    try:
-        result = run(book.host("www"), TCP_ASK, "fd6e:7000:25:a::11", port, 2)
-        assert result.returncode != 0
-        assert "timed out" in result.stderr  # the modem's firewall drops it silently
-    finally:
-        stop(server)
+def test_ipv6_www_cannot_open_a_connection_to_h1(book: Playground, spawn: Spawn) -> None:
+    server = spawn(book.host("h1"), python(TCP_ECHO_PEER, "::", 0, 1))
+    result = run(book.host("www"), TCP_ASK, "fd6e:7000:25:a::11", server.first_line, 2)
+    assert result.returncode != 0
+    assert "timed out" in result.stderr  # the modem's firewall drops it silently
     # and the route itself exists: ICMPv6 from inside gets answers
     assert book.host("h1").run(["ping", "-6", "-c", "1", "-W", "2", "www"]).returncode == 0
 
@@ -98,10 +87,11 @@ def test_hostname_and_etc_files_are_the_hosts_own(book: Playground) -> None:
     assert Path("/etc/hosts").read_text() != hosts
 
 
-def test_the_machines_etc_is_untouched() -> None:
+def test_the_machines_etc_is_untouched(playground_factory: Callable[..., Playground]) -> None:
     before = {p: Path(p).read_bytes() for p in ("/etc/hosts", "/etc/resolv.conf")}
-    with Playground.up("book", name="etc-check") as pg:
-        assert pg.host("h1").run(["hostname"]).stdout.strip() == "h1"
+    pg = playground_factory("book")
+    assert pg.host("h1").run(["hostname"]).stdout.strip() == "h1"
+    pg.down()
     after = {p: Path(p).read_bytes() for p in ("/etc/hosts", "/etc/resolv.conf")}
     assert before == after
 

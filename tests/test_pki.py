@@ -13,14 +13,16 @@ import os
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from netplay import Playground, dns, pki
+from netplay import Playground, Spawned, pki
 from netplay.errors import PkiError
-from netplay.topology import load
+from netplay.topology import dns_zones, load
+
+Spawn = Callable[..., Spawned]
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -72,7 +74,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> pki.Store:
     """A CA and the book's certificates, made without a playground."""
     book = load("book")
     made = pki.Store(tmp_path_factory.mktemp("pki"))
-    made.ensure("unit", pki.wanted(book, dns.build(book)), "example.com", NOW)
+    made.ensure("unit", pki.wanted(book, dns_zones(book)), "example.com", NOW)
     return made
 
 
@@ -87,7 +89,7 @@ def _openssl_verify(store: pki.Store, cert: Path, purpose: str) -> subprocess.Co
 
 def test_certificates_name_every_way_to_reach_the_host() -> None:
     book = load("book")
-    wanted = pki.wanted(book, dns.build(book))
+    wanted = pki.wanted(book, dns_zones(book))
     assert wanted["mail"] == pki.Wanted(
         ("mail.example.com", "mail", "smtp.example.com"), ("10.130.1.3", "fd6e:7000:130::3")
     )
@@ -172,7 +174,7 @@ def test_mutual_tls_with_the_demo_users_certificate(store: pki.Store) -> None:
 
 def test_keys_are_private_and_nothing_is_reissued_needlessly(tmp_path: Path) -> None:
     book = load("book")
-    wanted = pki.wanted(book, dns.build(book))
+    wanted = pki.wanted(book, dns_zones(book))
     made = pki.Store(tmp_path / "pki")
     first = made.ensure("unit", wanted, "example.com", NOW)
     assert len(first) == len(book.hosts) + 1
@@ -200,9 +202,9 @@ def test_a_data_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Pa
 # -- inside the playground -----------------------------------------------------
 
 
-@pytest.mark.playground
 def test_hosts_trust_the_ca_and_the_machine_does_not(book: Playground) -> None:
-    ca = book.pki.ca.read_text()
+    assert book.ca == book.pki.ca
+    ca = book.ca.read_text()
     run = book.host("h1").run
     listed = run(
         [sys.executable, "-c", "import ssl; print(ssl.create_default_context().get_ca_certs())"],
@@ -217,22 +219,15 @@ def test_hosts_trust_the_ca_and_the_machine_does_not(book: Playground) -> None:
         assert ca not in target.read_text(), f"the machine's {target} was changed"
 
 
-@pytest.fixture(scope="module")
-def www_tls(book: Playground) -> Iterator[int]:
-    """A TLS server in www with www's certificate; yields its port."""
+@pytest.fixture
+def www_tls(book: Playground, spawn: Spawn) -> int:
+    """A TLS server in www with www's certificate (stopped after the test); its port."""
     cert, key = book.pki.server("www")
-    with book.host("www").popen(
-        [sys.executable, "-c", SERVER, str(cert), str(key), "-"],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        yield port
-        proc.kill()
+    server = spawn(book.host("www"), [sys.executable, "-c", SERVER, str(cert), str(key), "-"])
+    assert server.first_line is not None
+    return int(server.first_line)
 
 
-@pytest.mark.playground
 def test_openssl_s_client_verifies_www_from_h1(book: Playground, www_tls: int) -> None:
     argv = ["openssl", "s_client", "-connect", f"www:{www_tls}", "-verify_return_error"]
     good = book.host("h1").run([*argv, "-verify_hostname", "www.example.com"], input="")
@@ -241,7 +236,6 @@ def test_openssl_s_client_verifies_www_from_h1(book: Playground, www_tls: int) -
     assert bad.returncode != 0 and "hostname mismatch" in bad.stdout + bad.stderr
 
 
-@pytest.mark.playground
 def test_curl_verifies_www_without_k(book: Playground, www_tls: int) -> None:
     run = book.host("h1").run
     good = run(["curl", "-sS", f"https://www.example.com:{www_tls}/"])
@@ -260,7 +254,6 @@ def test_curl_verifies_www_without_k(book: Playground, www_tls: int) -> None:
     assert wrong.returncode == 60, wrong.stderr  # peer certificate cannot be authenticated
 
 
-@pytest.mark.playground
 def test_python_strict_and_requests_verify_www_from_h1(book: Playground, www_tls: int) -> None:
     run = book.host("h1").run
     ok = run([sys.executable, "-c", CLIENT, "www", str(www_tls), "www.example.com"], check=True)
@@ -271,32 +264,24 @@ def test_python_strict_and_requests_verify_www_from_h1(book: Playground, www_tls
     assert run([sys.executable, "-c", fetch], check=True).stdout == "hello stranger\n\n"
 
 
-@pytest.mark.playground
-def test_mutual_tls_from_h1_with_brandons_certificate(book: Playground) -> None:
+def test_mutual_tls_from_h1_with_brandons_certificate(book: Playground, spawn: Spawn) -> None:
     cert, key = book.pki.server("www")
-    with book.host("www").popen(
-        [sys.executable, "-c", SERVER, str(cert), str(key), str(book.pki.ca)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        url = f"https://www:{proc.stdout.readline().strip()}/"
-        client, client_key = book.pki.client()
-        run = book.host("h1").run
-        good = run(["curl", "-sS", "--cert", str(client), "--key", str(client_key), url])
-        assert good.stdout == f"hello {pki.DEMO_USER}\n", good.stderr
-        assert run(["curl", "-sS", url]).returncode != 0  # no client certificate
-        proc.kill()
+    argv = [sys.executable, "-c", SERVER, str(cert), str(key), str(book.ca)]
+    url = f"https://www:{spawn(book.host('www'), argv).first_line}/"
+    client, client_key = book.pki.client()
+    run = book.host("h1").run
+    good = run(["curl", "-sS", "--cert", str(client), "--key", str(client_key), url])
+    assert good.stdout == f"hello {pki.DEMO_USER}\n", good.stderr
+    assert run(["curl", "-sS", url]).returncode != 0  # no client certificate
 
 
-@pytest.mark.playground
 def test_netplay_ca_command(book: Playground) -> None:
     def netplay(*args: str) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "netplay", *args, "--name", book.name]
         return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
 
-    assert netplay("ca").stdout == f"{book.pki.ca}\n"
-    assert netplay("ca", "--pem").stdout == book.pki.ca.read_text()
+    assert netplay("ca").stdout == f"{book.ca}\n"
+    assert netplay("ca", "--pem").stdout == book.ca.read_text()
     cert, key = book.pki.server("www")
     assert netplay("ca", "--host", "www").stdout == f"{cert}\n{key}\n"
     assert netplay("ca", "--client").stdout.startswith(str(book.pki.client()[0]))
@@ -304,7 +289,7 @@ def test_netplay_ca_command(book: Playground) -> None:
     assert unknown.returncode == 7 and unknown.stderr.startswith("netplay: ")
 
 
-@pytest.mark.playground
+@pytest.mark.needs_playground
 def test_the_ca_outlives_down_until_purged() -> None:
     name = f"ca{os.getpid()}"
     with Playground.up("line:2", name=name) as pg:

@@ -8,11 +8,13 @@ read), and drives the CLI as that user.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -25,9 +27,9 @@ from packaging.utils import canonicalize_name
 
 import netplay
 from netplay.fabric import _linux as linux
-from netplay.fabric import _procs
+from netplay.fabric import alive
 
-pytestmark = pytest.mark.playground
+pytestmark = pytest.mark.needs_playground
 
 
 def _dependencies(name: str) -> list[importlib.metadata.Distribution]:
@@ -51,7 +53,8 @@ def _copy_packages(lib: Path) -> None:
     shutil.copytree(
         Path(netplay.__path__[0]), lib / "netplay", ignore=shutil.ignore_patterns("__pycache__")
     )
-    for dist in _dependencies("netplay"):
+    wanted = {d.metadata["Name"]: d for n in RUNTIME for d in _dependencies(n)}
+    for dist in wanted.values():
         if canonicalize_name(dist.metadata["Name"]) == "netplay":
             continue
         for file in dist.files or []:
@@ -63,6 +66,7 @@ def _copy_packages(lib: Path) -> None:
 
 
 PYTHON = "/usr/bin/python3"
+RUNTIME = ("netplay",)
 
 
 def _unprivileged_userns() -> bool:
@@ -93,11 +97,22 @@ def user() -> Iterator[tuple[str, Path]]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         yield name, lib
     finally:
-        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        _kill_processes_of(uid)
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(lib, ignore_errors=True)
         shutil.rmtree(f"/tmp/netplay-{uid}", ignore_errors=True)
         shutil.rmtree(_data_dir(uid), ignore_errors=True)
+
+
+def _kill_processes_of(uid: int) -> None:
+    """End whatever the test's own user left running, by pid (it may fork meanwhile)."""
+    for _ in range(10):
+        pids = _user_processes(uid)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _data_dir(uid: int) -> str:
@@ -141,7 +156,7 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
         status = as_user(user, "status", "--json")
         assert status.returncode == 0, status.stderr
         described = json.loads(status.stdout)
-        assert described["mode"] == "rootless"
+        assert (described["schema"], described["mode"]) == (1, "rootless")
         assert "h1" in {host["name"] for host in described["hosts"]}
     finally:
         down = as_user(user, "down")
@@ -171,7 +186,7 @@ def _user_processes(uid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid == uid and _procs.alive(int(entry.name), None):
+            if entry.stat().st_uid == uid and alive(int(entry.name), None):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -216,3 +231,4 @@ def test_no_user_namespaces_left_is_one_sentence(user: tuple[str, Path]) -> None
     assert stderr.startswith("netplay: ") and len(stderr.splitlines()) == 1
     assert "user.max_user_namespaces" in stderr
     assert not Path(f"/tmp/netplay-{account.pw_uid}/book/state.json").exists()
+

@@ -14,15 +14,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from netplay import Playground, ServiceError, TopologyError
-
-pytestmark = pytest.mark.playground
+from netplay import Playground, ServiceError, ServiceState, TopologyError
+from netplay.testing import wait_for_service
+from netplay.topology import loads
 
 # a wait-mode program: it gets the listening socket and accepts by itself
 ACCEPTOR = "\n".join(
@@ -87,45 +85,14 @@ print(greetings)
 print([f.readline().decode().strip() for f in files])
 """
 
-
-def _up(tmp: Path, text: str, name: str) -> Playground:
-    path = tmp / f"{name}.toml"
-    path.write_text(text)
-    return Playground.up(str(path), name=name)
+pytestmark = pytest.mark.netplay_topology(loads(TOPOLOGY, source="svc.toml"))
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playground]:
-    with _up(tmp_path_factory.mktemp("svc"), TOPOLOGY, f"svc{os.getpid()}") as pg:
-        yield pg
-
-
-def _service(pg: Playground, ident: str) -> dict[str, Any]:
-    return next(s for s in pg.services() if s["id"] == ident)
-
-
-def _until(
-    pg: Playground, ident: str, check: Callable[[dict[str, Any]], bool], timeout: float = 20.0
-) -> dict[str, Any]:
-    """The service's status once ``check`` holds, polling what its runner reports."""
-    deadline = time.monotonic() + timeout
-    while not check(now := _service(pg, ident)):
-        assert time.monotonic() < deadline, now
-        time.sleep(0.1)
-    return now
-
-
-def _wait_for(pg: Playground, ident: str, state: str) -> dict[str, Any]:
-    return _until(pg, ident, lambda now: now["state"] == state)
-
-
-def _restarted(pg: Playground, before: dict[str, Any]) -> dict[str, Any]:
-    """The service's status once it runs again with another server process."""
-    return _until(
-        pg,
-        before["id"],
-        lambda now: now["state"] == "running" and now["pid"] not in (before["pid"], None),
-    )
+@pytest.fixture
+def svc(shared_playground: Playground) -> Playground:
+    """The playground of TOPOLOGY, shared by this module's tests: what one
+    changes (a service stopped or failed), it puts back."""
+    return shared_playground
 
 
 def netplay(pg: Playground, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -134,13 +101,14 @@ def netplay(pg: Playground, *args: str, timeout: float = 60) -> subprocess.Compl
 
 
 def test_every_service_is_running_after_up(svc: Playground) -> None:
-    states = {s["id"]: (s["state"], s["kind"], s["engine"]) for s in svc.services()}
-    assert states == {
-        "server/echo": ("running", "inetd", "builtin"),
-        "server/acceptor": ("running", "inetd", "builtin"),
-        "server/fragile": ("running", "inetd", "builtin"),
-        "server/http": ("running", "http", "granian"),
+    services = svc.services()
+    assert {s.id: (s.state, s.kind, s.engine) for s in services} == {
+        "server/echo": (ServiceState.RUNNING, "inetd", "builtin"),
+        "server/acceptor": (ServiceState.RUNNING, "inetd", "builtin"),
+        "server/fragile": (ServiceState.RUNNING, "inetd", "builtin"),
+        "server/http": (ServiceState.RUNNING, "http", "granian"),
     }
+    assert svc.status().services == services
 
 
 def test_nowait_serves_three_clients_at_once(svc: Playground) -> None:
@@ -172,10 +140,11 @@ def test_mounted_wsgi_application(svc: Playground) -> None:
 
 
 def test_a_killed_server_is_restarted_and_answers_again(svc: Playground) -> None:
-    before = _service(svc, "server/http")
-    os.kill(before["pid"], signal.SIGKILL)
-    after = _restarted(svc, before)
-    assert after["restarts"] == before["restarts"] + 1
+    before = svc.service("server/http")
+    assert before.state is ServiceState.RUNNING and before.pid is not None
+    os.kill(before.pid, signal.SIGKILL)
+    after = wait_for_service(svc, "server/http", other_than=before.pid)
+    assert after.restarts == before.restarts + 1
     answer = svc.host("client").run(["curl", "-sS", "http://server/get"], timeout=30)
     assert json.loads(answer.stdout)["url"] == "http://server/get"
     status = netplay(svc, "status")
@@ -183,38 +152,70 @@ def test_a_killed_server_is_restarted_and_answers_again(svc: Playground) -> None
 
 
 def test_past_the_restart_limit_a_service_fails_with_its_reason(svc: Playground) -> None:
-    first = _service(svc, "server/fragile")
-    os.kill(first["pid"], signal.SIGKILL)
-    second = _restarted(svc, first)
-    os.kill(second["pid"], signal.SIGKILL)
-    failed = _wait_for(svc, "server/fragile", "failed")
-    assert "gave up after 1 restarts" in failed["reason"]
-    assert "SIGKILL" in failed["reason"]
-    log = netplay(svc, "logs", "server/fragile")
-    assert "gave up after 1 restarts" in log.stdout
-    assert "fragile" in netplay(svc, "status").stdout
+    first = svc.service("server/fragile")
+    assert first.pid is not None
+    try:
+        os.kill(first.pid, signal.SIGKILL)
+        second = wait_for_service(svc, "server/fragile", other_than=first.pid)
+        assert second.pid is not None
+        os.kill(second.pid, signal.SIGKILL)
+        failed = wait_for_service(svc, "server/fragile", ServiceState.FAILED)
+        assert failed.pid is None
+        assert "gave up after 1 restarts" in failed.reason
+        assert "SIGKILL" in failed.reason
+        log = netplay(svc, "logs", "server/fragile")
+        assert "gave up after 1 restarts" in log.stdout
+        assert "fragile" in netplay(svc, "status").stdout
+    finally:  # the playground is the module's: leave the service running for the others
+        again = svc.control("server/fragile", "start")
+    assert again.state is ServiceState.RUNNING, again
 
 
 def test_restart_stop_and_start_from_the_command_line(svc: Playground) -> None:
-    before = _service(svc, "server/echo")
-    restarted = netplay(svc, "service", "restart", "server/echo")
-    assert restarted.returncode == 0, restarted.stderr
-    assert restarted.stdout.startswith("server/echo: running, pid ")
-    assert _service(svc, "server/echo")["pid"] != before["pid"]
-    stopped = netplay(svc, "service", "stop", "server/echo")
-    assert stopped.stdout == "server/echo: stopped\n"
-    closed = svc.host("client").run(["curl", "-sS", "--max-time", "2", "telnet://server:1060"])
-    assert closed.returncode == 7, closed.stderr  # connection refused while stopped
-    started = netplay(svc, "service", "start", "server/echo")
-    assert started.stdout.startswith("server/echo: running, pid "), started.stderr
+    before = svc.service("server/echo")
+    try:
+        restarted = netplay(svc, "service", "restart", "server/echo")
+        assert restarted.returncode == 0, restarted.stderr
+        assert restarted.stdout.startswith("server/echo: running, pid ")
+        assert svc.service("server/echo").pid not in (before.pid, None)
+        stopped = netplay(svc, "service", "stop", "server/echo")
+        assert stopped.stdout == "server/echo: stopped\n"
+        assert svc.service("server/echo").state is ServiceState.STOPPED
+        closed = svc.host("client").run(["curl", "-sS", "--max-time", "2", "telnet://server:1060"])
+        assert closed.returncode == 7, closed.stderr  # connection refused while stopped
+        started = netplay(svc, "service", "start", "server/echo")
+        assert started.stdout.startswith("server/echo: running, pid "), started.stderr
+    finally:
+        if svc.service("server/echo").state is not ServiceState.RUNNING:
+            svc.control("server/echo", "start")
     unknown = netplay(svc, "service", "restart", "server/nosuch")
     assert unknown.returncode == 12 and "there is no service 'server/nosuch'" in unknown.stderr
+    with pytest.raises(ServiceError, match="there is no service 'server/nosuch'"):
+        svc.control("server/nosuch", "restart")
+    with pytest.raises(ServiceError, match="there is no service 'server/nosuch'"):
+        svc.service("server/nosuch")
+
+
+def test_control_from_python(svc: Playground) -> None:
+    before = svc.service("server/acceptor")
+    try:
+        stopped = svc.control("server/acceptor", "stop")
+        assert (stopped.state, stopped.pid) == (ServiceState.STOPPED, None)
+        started = svc.control("server/acceptor", "start")
+        assert started.state is ServiceState.RUNNING and started.pid not in (before.pid, None)
+        restarted = svc.control("server/acceptor", "restart")
+        assert restarted.state is ServiceState.RUNNING and restarted.pid != started.pid
+    finally:
+        if svc.service("server/acceptor").state is not ServiceState.RUNNING:
+            svc.control("server/acceptor", "start")
 
 
 def test_logs_and_follow(svc: Playground) -> None:
     log = netplay(svc, "logs", "server/http")
     assert "GET /get" in log.stdout  # the health check's request, in granian's access log
+    assert "".join(svc.logs("server/http")) in Path(svc.service("server/http").log).read_text()
     assert netplay(svc, "logs", "server/http", "-n", "1").stdout.count("\n") == 1
+    assert "".join(svc.logs("server/http", lines=1)).count("\n") == 1
     argv = [sys.executable, "-m", "netplay", "logs", "--name", svc.name, "-f", "server/http"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as follower:
         assert follower.stdout is not None  # it prints the whole log, then what is added
@@ -227,9 +228,8 @@ def test_logs_and_follow(svc: Playground) -> None:
         follower.kill()
 
 
-def test_a_service_that_never_becomes_healthy_fails_up_and_leaves_nothing(
-    tmp_path: Path,
-) -> None:
+@pytest.mark.needs_playground
+def test_a_service_that_never_becomes_healthy_fails_up_and_leaves_nothing() -> None:
     broken = """
 name = "broken"
 [hosts.server]
@@ -244,12 +244,14 @@ hosts = { server = ["10.9.0.1/24"], client = ["10.9.0.2/24"] }
 """
     name = f"broken{os.getpid()}"
     with pytest.raises(ServiceError) as caught:
-        _up(tmp_path, broken, name)
+        Playground.up(loads(broken), name=name)
     message = str(caught.value)
     assert "server/http did not start" in message and "500" in message
     assert "No module named 'no'" in message
     assert not (Path("/run/netplay") / name).exists()
-    assert not any(n.startswith(f"netplay-{name}-") for n in os.listdir("/run/netns"))
+    pins = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
+    assert not any(n.startswith(f"netplay-{name}-") for n in pins)
+    assert name not in Playground.names()
 
 
 @pytest.mark.parametrize(
@@ -263,8 +265,9 @@ hosts = { server = ["10.9.0.1/24"], client = ["10.9.0.2/24"] }
         ('{ kind = "inetd", ports = [7], command = ["cat"] }', "hosts.b.services[0]", "no address"),
     ],
 )
+@pytest.mark.needs_playground
 def test_bad_service_declarations_are_refused_before_anything_is_made(
-    tmp_path: Path, service: str, field: str, words: str
+    service: str, field: str, words: str
 ) -> None:
     hosts = {"a": "", "b": "", "c": ""}  # b is attached to nothing
     hosts["b" if "hosts.b" in field else "a"] = f"services = [{service}]\n"
@@ -272,6 +275,6 @@ def test_bad_service_declarations_are_refused_before_anything_is_made(
     text += '[lans.l]\nhosts = { a = ["10.0.0.1/24"], c = ["10.0.0.2/24"] }\n'
     name = f"bad{os.getpid()}"
     with pytest.raises(TopologyError) as caught:
-        _up(tmp_path, text, name)
+        Playground.up(loads(text, source="bad.toml"), name=name)
     assert field in str(caught.value) and words in str(caught.value)
     assert not (Path("/run/netplay") / name).exists()

@@ -12,12 +12,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from netplay import Playground
 from netplay.www._geocode import lookup
-
-pytestmark = pytest.mark.playground
 
 
 def curl(book: Playground, *args: str) -> subprocess.CompletedProcess[str]:

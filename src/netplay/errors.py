@@ -1,14 +1,16 @@
 """The one exception tree of netplay.
 
 Every error netplay raises derives from :class:`NetplayError`.  Each class
-carries an ``exit_status`` (distinct per class, used by the CLI) and a
-``hint``: one sentence saying what to do about it.  Lower-layer errors are
-translated once, at the boundary, with ``raise ... from exc``.
+carries an ``exit_status`` (distinct per class, used by the CLI; local and
+remote protocol errors share their base's) and a ``hint``: one sentence
+saying what to do about it.  Lower-layer errors are translated once, at the
+boundary, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class NetplayError(Exception):
@@ -21,6 +23,19 @@ class NetplayError(Exception):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross from a child process that works inside a rootless
+        # playground's user namespace; subclasses take other arguments than
+        # their message, so rebuild them from their attributes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[NetplayError], args: tuple[Any, ...], attributes: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(attributes)
+    return error
 
 
 class UsageError(NetplayError):
@@ -150,3 +165,33 @@ class ServiceError(NetplayError):
     """A service did not start, is unknown, or did not do what it was told."""
 
     exit_status = 12
+
+
+class StateError(NetplayError):
+    """A playground's state file is damaged or was written by another version of netplay."""
+
+    exit_status = 14
+
+
+class ProtocolError(NetplayError):
+    """A protocol was broken: by us (:class:`LocalProtocolError`) or by the peer.
+
+    ``reply`` is what a server should answer when it has something to say
+    about it (an SMTP or POP3 reply such as ``"500 5.5.2 line too long"``
+    or ``"-ERR ..."``; for the zen protocol, the text to send), or None.
+    Only this tree may escape a sans-IO core (:mod:`netplay.protocols`).
+    """
+
+    exit_status = 13
+
+    def __init__(self, message: str, *, hint: str | None = None, reply: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reply = reply
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do what the protocol does not allow now (local misuse, like h11's)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol: what it sent, or when it ended, is not allowed."""

@@ -1,2 +1,82 @@
 """Turning a topology into kernel objects (namespaces, veths, bridges,
-addresses, routes, NAT, faults) and removing them again."""
+addresses, routes, NAT, faults) and removing them again.
+
+This is what the other layers use of it; the modules behind it are private:
+
+- where playgrounds keep things: :class:`Paths`, :func:`base_dir` (this
+  user's playgrounds), :func:`list_names`, :data:`SERVICE_DATA`;
+- the state file: :func:`read_state`, :func:`write_state`,
+  :func:`update_state`, and :func:`read_raw` and :func:`salvage` for one
+  that is damaged or of another version;
+- reaching the namespaces, as root or rootless: :class:`Realm`,
+  :func:`start_keeper`, :func:`enter_host`, :func:`netns`,
+  :func:`namespaces_available`;
+- building and removing: :func:`nft_path` (checked before), :func:`made_by`,
+  :func:`build` (with :data:`Mount` bind mounts), :func:`teardown`,
+  :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
+  :func:`hosts_pinned`;
+- reading interfaces back: :func:`interfaces` (:class:`LiveInterface`);
+- link faults: :func:`disturb`;
+- processes named by pid and start time: :func:`alive`, :func:`process`,
+  and those of a session: :func:`in_session`.
+"""
+
+from netplay.fabric._faults import disturb
+from netplay.fabric._lifecycle import (
+    build,
+    end_keeper,
+    hosts_pinned,
+    made_by,
+    remove_path,
+    remove_state,
+    teardown,
+)
+from netplay.fabric._live import LiveInterface, interfaces
+from netplay.fabric._namespaces import Mount, enter_host, netns
+from netplay.fabric._nft import nft_path
+from netplay.fabric._procs import alive, in_session, process
+from netplay.fabric._state import (
+    SERVICE_DATA,
+    Paths,
+    base_dir,
+    list_names,
+    read_raw,
+    read_state,
+    salvage,
+    update_state,
+    write_state,
+)
+from netplay.fabric._userns import Realm, start_keeper
+from netplay.fabric._userns import available as namespaces_available
+
+__all__ = [
+    "SERVICE_DATA",
+    "LiveInterface",
+    "Mount",
+    "Paths",
+    "Realm",
+    "alive",
+    "base_dir",
+    "build",
+    "disturb",
+    "end_keeper",
+    "enter_host",
+    "hosts_pinned",
+    "in_session",
+    "interfaces",
+    "list_names",
+    "made_by",
+    "namespaces_available",
+    "netns",
+    "nft_path",
+    "process",
+    "read_raw",
+    "read_state",
+    "remove_path",
+    "remove_state",
+    "salvage",
+    "start_keeper",
+    "teardown",
+    "update_state",
+    "write_state",
+]

@@ -11,24 +11,28 @@ kernel lacks it, that is said plainly and nothing is changed.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
+from netplay._model import CableFaults
 from netplay.errors import FabricError, MissingKernelFeatureError, UnknownHostError, UsageError
 from netplay.fabric import _netlink as nl
 from netplay.fabric import _nft
 from netplay.fabric._namespaces import netns
+from netplay.fabric._state import Paths
 from netplay.topology import Topology
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$", re.IGNORECASE)
 RATE_UNITS = {"bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000}
+TC_H_ROOT = 0xFFFFFFFF  # the root qdisc of an interface's egress
 TIME_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$")
 
 
@@ -108,6 +112,51 @@ def parse_time(text: str) -> float:
     return float(match.group(1)) * scale
 
 
+def disturb(
+    paths: Paths,
+    topology: Topology,
+    faults: Mapping[str, CableFaults],
+    a: str,
+    b: str,
+    *,
+    loss: str | None = None,
+    rate: str | None = None,
+    delay: str | None = None,
+    jitter: str | None = None,
+    down: bool = False,
+    up: bool = False,
+    clear: bool = False,
+) -> tuple[str, CableFaults]:
+    """Change the faults of the cable between ``a`` and ``b`` (``faults`` are
+    every cable's now); return its id and its faults after the change.  Run
+    where the namespaces are (see :class:`~netplay.fabric.Realm`)."""
+    if down and up:
+        raise UsageError("--down and --up contradict each other")
+    c = cable(topology, a, b)
+    f = Faults(paths.net_pin)
+    current = faults.get(c.id, CableFaults())
+    if clear:
+        f.loss(c, None)
+        f.rate(c, None)
+        f.state(c, True, topology)
+        current = CableFaults()
+    if delay is not None or jitter is not None:
+        f.delay(c, parse_time(delay or "0ms"), parse_time(jitter or "0ms"))
+        current = dataclasses.replace(current, delay=delay, jitter=jitter)
+    if loss is not None:
+        percent = parse_loss(loss)
+        f.loss(c, percent)
+        current = dataclasses.replace(current, loss=percent or None)
+    if rate is not None:
+        net = topology.network(c.id.split("/", 1)[1])
+        f.rate(c, parse_rate(rate), net.mtu)
+        current = dataclasses.replace(current, rate=rate)
+    if down or up:
+        f.state(c, up, topology)
+        current = dataclasses.replace(current, down=down)
+    return c.id, current
+
+
 class Faults:
     """Applies faults to cables; ``pin`` maps a namespace key to its net pin."""
 
@@ -119,6 +168,8 @@ class Faults:
             yield end, self._pin(end.ns)
 
     def _tc(self, pin: Path, action: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        from pyroute2 import IPRoute  # on first use: importing it takes about 0.2 s
+
         with netns(pin), IPRoute() as ipr:
             action(ipr, *args, **kwargs)
 
@@ -166,6 +217,8 @@ class Faults:
 
     def delay(self, c: Cable, delay_ms: float, jitter_ms: float = 0.0) -> None:
         """netem delay at each end's egress (replaces a rate limit there)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+
         for end, pin in self._each(c):
             try:
                 self._tc(
@@ -193,7 +246,9 @@ def _tc(ipr: IPRoute, *args: Any, **kwargs: Any) -> None:
 
 
 def _quiet_del(ipr: IPRoute, index: int) -> None:
+    from pyroute2.netlink.exceptions import NetlinkError
+
     try:
-        ipr.tc("del", index=index)
+        ipr.tc("del", index=index, parent=TC_H_ROOT)
     except NetlinkError:
         pass  # no qdisc was there

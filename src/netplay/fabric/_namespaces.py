@@ -8,11 +8,11 @@ only the kernel's memory for it.
 
 One forked *factory* child makes them all, one after another.  It first
 makes a template mount namespace (a slave copy of the machine's, without
-any namespace pins in it), and every host's mount namespace is a copy of
-that template: inside, /etc/hosts and /etc/resolv.conf are bind-mounted
-from the playground's files, and so are the CA bundles that trust the
-playground's CA (over the machine's, in the template, once for all
-hosts), and /sys is remounted for the host's network.
+any namespace pins in it, with the template's bind mounts: the CA bundles
+that trust the playground's CA, for every host at once), and every host's
+mount namespace is a copy of that template with the host's own bind mounts
+(its /etc/hosts and /etc/resolv.conf, which :mod:`netplay.hosts` writes)
+and /sys remounted for the host's network.
 For each namespace the child reports fds of its namespace files over a
 pipe, and the parent pins them through /proc/CHILD/fd while the child goes
 on to the next.  The machine's own /etc is never written."""
@@ -60,13 +60,19 @@ SYSCTLS_SWITCH = (
 WINDOW = 64  # namespaces the factory may hold open while the parent pins them
 
 
+#: a bind mount: (what, over which path)
+Mount = tuple[Path, Path]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NsSpec:
-    """One namespace to make: a host (net, mnt, uts) or a switch (net only)."""
+    """One namespace to make: a host (net, mnt, uts, with its bind mounts) or a
+    switch (net only)."""
 
     key: str
     host: bool
     forward: bool = False
+    mounts: tuple[Mount, ...] = ()
 
 
 def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
@@ -114,9 +120,8 @@ def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
 
 def _factory(
     specs: Sequence[NsSpec],
-    paths: Paths,
     hide: Sequence[str],
-    trust: Sequence[tuple[Path, Path]],
+    template_mounts: Sequence[Mount],
     ready: int,
     go: int,
 ) -> None:
@@ -132,20 +137,17 @@ def _factory(
     for point in reversed(_mount_points_under(hide)):
         with contextlib.suppress(OSError):
             linux.umount(point)
-    for copy, target in trust:
-        linux.mount(str(copy), str(target), None, linux.MS_BIND)
+    for source, target in template_mounts:
+        linux.mount(str(source), str(target), None, linux.MS_BIND)
     template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
-    hosts_file = str(paths.etc_dir / "hosts")
-    resolv_file = str(paths.etc_dir / "resolv.conf")
     held: collections.deque[list[int]] = collections.deque()
     for spec in specs:
         if spec.host:
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
-            own = paths.etc_dir / f"hosts.{spec.key}"  # with DNS: only the host's own name
-            linux.mount(str(own) if own.exists() else hosts_file, "/etc/hosts", None, linux.MS_BIND)
-            linux.mount(resolv_file, "/etc/resolv.conf", None, linux.MS_BIND)
+            for source, target in spec.mounts:
+                linux.mount(str(source), str(target), None, linux.MS_BIND)
             with contextlib.suppress(OSError):
                 linux.umount("/sys")
             linux.mount(
@@ -174,9 +176,9 @@ def _kinds(spec: NsSpec) -> tuple[str, ...]:
     return ("net", "mnt", "uts") if spec.host else ("net",)
 
 
-def create(paths: Paths, specs: Sequence[NsSpec], trust: Sequence[tuple[Path, Path]] = ()) -> None:
-    """Make and pin every namespace in ``specs`` (in this order); in hosts,
-    each (copy, target) of ``trust`` is bind-mounted over the target."""
+def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Mount] = ()) -> None:
+    """Make and pin every namespace in ``specs`` (in this order); every host
+    gets the ``template_mounts``, then its own."""
     _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
     for spec in specs:
@@ -190,7 +192,7 @@ def create(paths: Paths, specs: Sequence[NsSpec], trust: Sequence[tuple[Path, Pa
         try:
             os.close(ready_r)
             os.close(go_w)
-            _factory(specs, paths, hide, trust, ready_w, go_r)
+            _factory(specs, hide, template_mounts, ready_w, go_r)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -268,19 +270,18 @@ def netns(pin: Path) -> Iterator[None]:
         os.close(home)
 
 
-def open_host(paths: Paths, key: str, host: bool = True) -> list[tuple[int, int]]:
-    """Open a host's namespace files: [(fd, CLONE_*), ...] for :func:`enter`."""
-    fds = [(os.open(paths.net_pin(key), os.O_RDONLY), linux.CLONE_NEWNET)]
-    if host:
-        fds.append((os.open(paths.uts_pin(key), os.O_RDONLY), linux.CLONE_NEWUTS))
-        fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
-    return fds
-
-
-def enter(fds: Sequence[tuple[int, int]]) -> None:
-    """Move this (single-threaded) process into the namespaces; keep its cwd."""
+def enter_host(paths: Paths, key: str) -> None:
+    """Move this (single-threaded) process into a host's network, UTS and
+    mount namespaces, as ``nsenter`` does; keep its working directory."""
+    pins = ((paths.net_pin(key), linux.CLONE_NEWNET), (paths.uts_pin(key), linux.CLONE_NEWUTS))
+    fds = [(os.open(pin, os.O_RDONLY), kind) for pin, kind in pins]
+    fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
     cwd = os.getcwd()
-    for fd, kind in fds:
-        linux.setns(fd, kind)
+    try:
+        for fd, kind in fds:
+            linux.setns(fd, kind)
+    finally:
+        for fd, _kind in fds:
+            os.close(fd)
     with contextlib.suppress(OSError):
         os.chdir(cwd)

@@ -25,8 +25,15 @@ from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
 from netplay.errors import FabricError
-from netplay.topology import Attachment, Host, Network, Topology
-from netplay.topology._model import IPAddress, IPInterface, IPNetwork
+from netplay.topology import (
+    Attachment,
+    Host,
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    Network,
+    Topology,
+)
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270

@@ -13,6 +13,8 @@ import signal
 import time
 from collections.abc import Iterable
 
+from netplay._model import Process
+
 
 def start_time(pid: int) -> int | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), or None."""
@@ -23,6 +25,11 @@ def start_time(pid: int) -> int | None:
         return None
     fields = raw[raw.rindex(b")") + 2 :].split()
     return int(fields[19])
+
+
+def process(pid: int) -> Process:
+    """``pid`` as a :class:`Process`, with its start time."""
+    return Process(pid=pid, start=start_time(pid))
 
 
 def alive(pid: int | None, start: int | None) -> bool:
@@ -44,6 +51,30 @@ def alive(pid: int | None, start: int | None) -> bool:
 
 def in_namespaces(inodes: Iterable[int]) -> list[int]:
     """Pids of the processes whose network or mount namespace is one of ``inodes``."""
+    return _having(inodes, ("net", "mnt"))
+
+
+def in_user_namespace(inode: int) -> list[int]:
+    """Pids of the processes in the user namespace ``inode`` (a rootless playground's)."""
+    return _having([inode], ("user",))
+
+
+def in_session(sid: int) -> list[int]:
+    """Pids of the processes in the session ``sid`` (a service's runner and its server)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(b")") + 2 :].split()[3]) == sid:
+                found.append(int(entry.name))
+    return found
+
+
+def _having(inodes: Iterable[int], kinds: tuple[str, ...]) -> list[int]:
     wanted = set(inodes)
     if not wanted:
         return []
@@ -52,7 +83,7 @@ def in_namespaces(inodes: Iterable[int]) -> list[int]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
-        for kind in ("net", "mnt"):
+        for kind in kinds:
             try:
                 inode = os.stat(f"/proc/{entry.name}/ns/{kind}").st_ino
             except OSError:
@@ -64,18 +95,31 @@ def in_namespaces(inodes: Iterable[int]) -> list[int]:
 
 
 def terminate(pids: Iterable[int], grace: float = 1.0) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left; reap
+    those that are this process's children (a playground's runners are)."""
     targets = {pid: start_time(pid) for pid in pids}
     for pid in targets:
         _signal(pid, signal.SIGTERM)
+    left = dict(targets)
     deadline = time.monotonic() + grace
-    while targets and time.monotonic() < deadline:
-        targets = {p: s for p, s in targets.items() if alive(p, s)}
-        if targets:
+    while left and time.monotonic() < deadline:
+        left = {p: s for p, s in left.items() if alive(p, s)}
+        if left:
             time.sleep(0.01)
-    for pid, start in targets.items():
+    for pid, start in left.items():
         if alive(pid, start):
             _signal(pid, signal.SIGKILL)
+    for pid in targets:
+        _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect an ended process if it is a child of this one (SIGKILL has been
+    sent to any that was still alive, so the wait is short)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # not ours to reap
 
 
 def _signal(pid: int, sig: int) -> None:

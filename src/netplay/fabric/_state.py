@@ -13,14 +13,21 @@ works from any process and after any crash.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from netplay.errors import UsageError
+from netplay._model import SCHEMA, Mode, Process, Source, State, from_data, to_data
+from netplay.errors import NotRunningError, StateError, UsageError
+
+T = TypeVar("T")
+TMP_PREFIX = ".state.json.tmp."  # + the writer's pid
+SERVICE_DATA = "services"  # in the data directory: what the services keep
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
@@ -75,12 +82,24 @@ class Paths:
 
     @property
     def data(self) -> Path:
-        """What outlives ``down``: the CA and certificates (see :mod:`netplay.pki`)."""
+        """What outlives ``down``: the CA and certificates (see :mod:`netplay.pki`),
+        and what the services keep."""
         return self.data_base / self.name
+
+    @property
+    def service_data(self) -> Path:
+        """What the services keep across ``down`` (a mail store, say): each
+        engine's ``Context.data``."""
+        return self.data / SERVICE_DATA
 
     @property
     def state(self) -> Path:
         return self.dir / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held while the state is read, changed and written (see :func:`update_state`)."""
+        return self.dir / "state.lock"
 
     @property
     def ns_dir(self) -> Path:
@@ -104,24 +123,121 @@ class Paths:
         return self.ns_dir / f"{key}.uts"
 
 
-def read_state(paths: Paths) -> dict[str, Any] | None:
+def read_state(paths: Paths) -> State | None:
+    """The playground's state, or None if it has none; StateError if it is
+    damaged or of another version."""
     try:
         with open(paths.state, encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
+            raw = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _damaged(paths, str(exc)) from exc
+    if not isinstance(raw, dict):
+        raise _damaged(paths, "it is not a JSON object")
+    if raw.get("schema") != SCHEMA:
+        raise StateError(
+            f"the playground {paths.name!r} was made by another version of netplay "
+            f"(its state file is version {raw.get('schema', 0)}, this netplay reads {SCHEMA})",
+            hint=f"remove it with `netplay down --name {paths.name}`",
+        )
+    try:
+        return from_data(State, raw)
+    except ValueError as exc:
+        raise _damaged(paths, str(exc)) from exc
+
+
+def _damaged(paths: Paths, why: str) -> StateError:
+    return StateError(
+        f"the state file of the playground {paths.name!r} is damaged ({why})",
+        hint=f"remove it with `netplay down --name {paths.name}`",
+    )
+
+
+def read_raw(paths: Paths) -> dict[str, Any] | None:
+    """The state file as JSON data, whatever its version; {} if it is damaged."""
+    try:
+        with open(paths.state, encoding="utf-8") as f:
+            data = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        return {"name": paths.name, "corrupt": True}
-    return data
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def write_state(paths: Paths, state: dict[str, Any]) -> None:
-    """Replace the state file atomically."""
+def salvage(paths: Paths, raw: dict[str, Any]) -> State:
+    """What ``down`` and ``up`` need of a state file that is damaged or of
+    another version: whether it still runs (its owner, keeper, and whether
+    it was detached and ready), and what to remove (pins, ``ip netns`` links,
+    service runners), as far as they can be read; the links also from
+    /run/netns, where they point into this playground's pin directory."""
+
+    def process(pid: Any, start: Any = None) -> Process | None:
+        if isinstance(pid, dict):
+            pid, start = pid.get("pid", pid.get("runner")), pid.get("start")
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+            return None
+        return Process(pid=pid, start=start if isinstance(start, int) else None)
+
+    def strings(value: Any) -> list[str]:
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    links = strings(raw.get("links"))
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        for link in netns.iterdir():
+            if link.is_symlink() and Path(os.readlink(link)).parent == paths.ns_dir:
+                links.append(str(link))
+    recorded = raw.get("runners") or raw.get("services") or {}
+    runners = {
+        str(ident): found
+        for ident, value in (recorded.items() if isinstance(recorded, dict) else ())
+        if (found := process(value)) is not None
+    }
+    userns = raw.get("userns")
+    return State(
+        name=paths.name,
+        mode=Mode.ROOT if paths.root else Mode.ROOTLESS,
+        source=Source(spec="?"),
+        owner=process(raw.get("owner") or raw.get("pid"), raw.get("pid_start")) or Process(pid=0),
+        keeper=process(raw.get("keeper"), raw.get("keeper_start")),
+        userns=userns if isinstance(userns, int) else None,
+        detached=raw.get("detached") is True,
+        ready=raw.get("ready") is True,
+        created=0.0,
+        data=str(raw.get("data") or paths.data),
+        pins=strings(raw.get("pins")),
+        links=sorted(set(links)),
+        made_run_netns=raw.get("made_run_netns") is True,
+        runners=runners,
+    )
+
+
+def write_state(paths: Paths, state: State) -> None:
+    """Replace the state file atomically (a temporary file of this process's, renamed)."""
     paths.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = paths.state.with_suffix(".tmp")
+    tmp = paths.dir / f"{TMP_PREFIX}{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
+        json.dump(to_data(state), f, indent=1, sort_keys=True)
     os.replace(tmp, paths.state)
+
+
+def update_state(paths: Paths, change: Callable[[State], T]) -> tuple[State, T]:
+    """Read the state, ``change`` it and write it back, holding the state's lock,
+    so that two processes changing one playground (a console and another
+    terminal) do not undo each other.  NotRunningError if it has no state."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        state = read_state(paths)
+        if state is None:
+            raise NotRunningError(f"no playground named {paths.name!r} is running")
+        result = change(state)
+        write_state(paths, state)
+        return state, result
+    finally:
+        os.close(fd)
 
 
 def list_names(base: Path) -> list[str]:

@@ -3,10 +3,16 @@
 As an ordinary user, ``up`` forks a *keeper*: it makes a user namespace (in
 which the user is root, mapped to the user's own uid and gid, as rootless
 container tools do), a mount namespace and an empty network namespace, then
-becomes ``sleep infinity`` holding them.  Every netplay process of that playground (``up`` itself,
-``exec``, ``shell``, ``status``, ``down`` from any terminal) joins the
-keeper's namespaces before doing anything else, and then works exactly as
-it would as root.
+becomes ``sleep infinity`` holding them.
+
+A :class:`Realm` is how a process reaches a playground's namespaces.  As
+root it is this very process.  Rootless, joining the keeper's user
+namespace cannot be undone, and a process that joined one playground could
+never make or use another; so the calling process never joins: work that
+needs the namespaces runs in a forked child that joins and reports its
+result back (:meth:`Realm.call`), and a program started in a host joins in
+its own child between fork and exec (:meth:`Realm.join`).  Only ``netplay
+exec`` and ``shell``, which become the command, join in place.
 """
 
 from __future__ import annotations
@@ -14,10 +20,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import pickle
+import selectors
 import shutil
+import struct
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from netplay.errors import NoPrivilegesError
+from netplay._model import Process
+from netplay.errors import NoPrivilegesError, NotRunningError
 from netplay.fabric import _linux as linux
+from netplay.fabric._procs import alive, start_time
+
+T = TypeVar("T")
+LENGTH = struct.Struct("!Q")
 
 
 def _deny(exc: OSError) -> NoPrivilegesError:
@@ -34,8 +52,8 @@ def _deny(exc: OSError) -> NoPrivilegesError:
     )
 
 
-def start_keeper() -> int:
-    """Fork the keeper; return its pid once its namespaces are ready."""
+def start_keeper() -> tuple[Process, int]:
+    """Fork the keeper; return it and its user namespace once they are ready."""
     uid, gid = os.geteuid(), os.getegid()
     sleep = shutil.which("sleep") or "/bin/sleep"
     ready_r, ready_w = os.pipe()
@@ -73,7 +91,7 @@ def start_keeper() -> int:
         os.waitpid(pid, 0)
         code = int(answer[1:] or errno.EPERM)
         raise _deny(OSError(code, os.strerror(code)))
-    return pid
+    return Process(pid=pid, start=start_time(pid)), os.stat(f"/proc/{pid}/ns/user").st_ino
 
 
 def join(pid: int) -> None:
@@ -99,3 +117,141 @@ def join(pid: int) -> None:
     finally:
         for fd, _flag in fds:
             os.close(fd)
+
+
+def available() -> bool:
+    """Whether this process may make the namespaces a playground needs: as
+    root, network namespaces (a container may forbid them); as a user, a user
+    namespace to make them in.  Tried in a child."""
+    flags = linux.CLONE_NEWNET | linux.CLONE_NEWNS
+    if os.geteuid() != 0:
+        flags |= linux.CLONE_NEWUSER
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - answers with its exit status
+        status = 1
+        try:
+            linux.unshare(flags)
+            status = 0
+        finally:
+            os._exit(status)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _user_namespace() -> int:
+    return os.stat("/proc/self/ns/user").st_ino
+
+
+@dataclass(frozen=True, slots=True)
+class Realm:
+    """Where a playground's namespaces are: the machine's (root), or the keeper's user namespace."""
+
+    keeper: Process | None = None
+    userns: int | None = None
+
+    @property
+    def inside(self) -> bool:
+        """Whether this process can reach the namespaces as it is."""
+        return self.keeper is None or _user_namespace() == self.userns
+
+    def join(self) -> None:
+        """Join the keeper's namespaces unless already there (single-threaded processes only)."""
+        if not self.inside:
+            assert self.keeper is not None
+            if not alive(self.keeper.pid, self.keeper.start):  # its pid may be another's now
+                raise NotRunningError(
+                    "the process holding the playground's user namespace is gone",
+                    hint="remove what is left with `netplay down`",
+                )
+            join(self.keeper.pid)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` where the namespaces are; rootless, in a child that joins them.
+
+        The child sends back the result, or the exception (with its traceback
+        as a note), pickled."""
+        if self.inside:
+            return fn(*args)
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - reports through the pipe
+            status = 0
+            try:
+                os.close(read_end)
+                try:
+                    self.join()
+                    outcome: tuple[bool, Any] = (True, fn(*args))
+                except BaseException as exc:
+                    exc.add_note("".join(traceback.format_exc()))
+                    outcome = (False, exc)
+                try:
+                    data = pickle.dumps(outcome)
+                except Exception as exc:
+                    data = pickle.dumps((False, RuntimeError(f"{outcome[1]!r} ({exc})")))
+                # length first: processes forked by ``fn`` (service runners) may
+                # hold the pipe open, so its end is no sign that all was said
+                with open(write_end, "wb") as out:
+                    out.write(LENGTH.pack(len(data)) + data)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        try:
+            answer = _reply(read_end, pid)
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+        if answer is None:
+            raise OSError(errno.EIO, "the process working in the playground's namespaces died")
+        ok, value = pickle.loads(answer)
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+
+def _reply(read_end: int, pid: int) -> bytes | None:
+    """The child's whole answer (its length first), or None if it ended without one.
+
+    It waits on the pipe and on the child's end together: processes the
+    child started (service runners) may hold the pipe open after it ends."""
+    received = bytearray()
+    pidfd = os.pidfd_open(pid)
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(read_end, selectors.EVENT_READ)
+            selector.register(pidfd, selectors.EVENT_READ)
+            ended = False
+            while not ended:
+                for key, _events in selector.select():
+                    if key.fd == pidfd:
+                        ended = True  # what it wrote is in the pipe: read it below
+                        os.set_blocking(read_end, False)
+                    chunk = _read_some(read_end)
+                    received += chunk
+                    if key.fd == read_end and not chunk:
+                        ended = True
+                whole = _whole(received)
+                if whole is not None:
+                    return whole
+            while chunk := _read_some(read_end):
+                received += chunk
+    finally:
+        os.close(pidfd)
+    return _whole(received)
+
+
+def _read_some(fd: int) -> bytes:
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return b""
+
+
+def _whole(received: bytearray) -> bytes | None:
+    if len(received) < LENGTH.size:
+        return None
+    (size,) = LENGTH.unpack_from(received)
+    end = LENGTH.size + size
+    return bytes(received[LENGTH.size : end]) if len(received) >= end else None

@@ -7,6 +7,9 @@ host's name, and /etc/hosts and /etc/resolv.conf are the playground's.  Its
 environment names the host (NETPLAY_HOST), the playground's CA
 (NETPLAY_CA) and the host's certificate and key (NETPLAY_CERT,
 NETPLAY_KEY), so that a TLS server needs no options to find them.
+
+:meth:`Host.spawn` starts a background program and returns once it is
+ready (it printed its first line, or its port listens): no sleeping.
 """
 
 from __future__ import annotations
@@ -14,59 +17,56 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from netplay.errors import CommandFailedError
-from netplay.fabric._namespaces import enter, open_host
-
-if TYPE_CHECKING:
-    from netplay._playground import Playground
+from netplay.fabric import Paths, Realm, enter_host
+from netplay.hosts._spawn import Ready, Spawned, output_files, wait_ready
+from netplay.pki import Store
 
 
 class Host:
     """A host of a playground; get one with ``playground.host(name)``."""
 
-    def __init__(self, playground: Playground, name: str) -> None:
-        self.playground = playground
+    def __init__(self, name: str, *, paths: Paths, realm: Realm, pki: Store) -> None:
         self.name = name
+        self._paths = paths
+        self._realm = realm
+        self._pki = pki
 
     def __repr__(self) -> str:
-        return f"<Host {self.name} of {self.playground.name}>"
+        return f"<Host {self.name} of {self._paths.name}>"
 
-    def _fds(self) -> list[tuple[int, int]]:
-        return open_host(self.playground.paths, self.name)
+    def _enter(self) -> None:
+        """In a child between fork and exec (or before exec): become part of the host."""
+        self._realm.join()
+        enter_host(self._paths, self.name)
 
     def environment(self) -> dict[str, str]:
         """What programs in the host find in their environment: its name, the
         playground's CA, and the host's own certificate and key (for servers)."""
-        store = self.playground.pki
-        cert, key = store.server(self.name)
+        cert, key = self._pki.server(self.name)
         return {
             "NETPLAY_HOST": self.name,
-            "NETPLAY_CA": str(store.ca),
+            "NETPLAY_CA": str(self._pki.ca),
             "NETPLAY_CERT": str(cert),
             "NETPLAY_KEY": str(key),
         }
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the host; ``kwargs`` go to :class:`subprocess.Popen`."""
-        fds = self._fds()
         env = kwargs.pop("env", None)
         try:
             return subprocess.Popen(
                 list(argv),
                 env={**(os.environ if env is None else env), **self.environment()},
-                preexec_fn=lambda: enter(fds),
-                pass_fds=[*kwargs.pop("pass_fds", ()), *(fd for fd, _ in fds)],
+                preexec_fn=self._enter,
                 **kwargs,
             )
         except FileNotFoundError as exc:
             raise CommandFailedError(
                 self.name, argv, 127, stderr=f"{argv[0]}: command not found"
             ) from exc
-        finally:
-            for fd, _ in fds:
-                os.close(fd)
 
     def run(
         self,
@@ -75,13 +75,16 @@ class Host:
         input: str | None = None,
         timeout: float | None = None,
         check: bool = False,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` to completion; return its status, stdout and stderr (text).
 
-        With ``check=True`` a non-zero status raises :class:`CommandFailedError`.
+        With ``check=True`` a non-zero status raises :class:`CommandFailedError`;
+        ``env`` is as for :meth:`spawn`.
         """
         with self.popen(
             argv,
+            env=env,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -100,10 +103,48 @@ class Host:
             raise CommandFailedError(self.name, argv, result.returncode, stdout, stderr)
         return result
 
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        ready: Ready = "line",
+        timeout: float = 10.0,
+        env: dict[str, str] | None = None,
+    ) -> Spawned:
+        """Start ``argv`` in the background and return once it is ready.
+
+        ``ready`` is ``"line"`` (it printed its first line, kept as
+        ``first_line``), a TCP port number or ``"tcp/PORT"`` / ``"udp/PORT"``
+        (something in the host listens there), or None (do not wait).  It
+        runs in a session of its own, so :meth:`Spawned.stop` ends whatever it
+        started too; its output goes to files, read with :meth:`Spawned.readline`
+        and returned by :meth:`Spawned.stop`.  ``env`` is its whole environment
+        (default: this process's), as for :mod:`subprocess`; the host's
+        variables are added to it.  If it
+        exits or is not ready within ``timeout`` seconds, it is stopped and
+        CommandFailedError says what it printed."""
+        out, err = output_files()
+        try:
+            proc = self.popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                start_new_session=True,
+            )
+        except BaseException:
+            out.close()
+            err.close()
+            raise
+        spawned = Spawned(self.name, list(argv), proc, out, err)
+        wait_ready(spawned, ready, timeout)
+        return spawned
+
     def execvp(self, argv: Sequence[str]) -> NoReturn:
         """Replace this process with ``argv`` inside the host (stdin, tty and status pass)."""
         os.environ.update(self.environment())
-        enter(self._fds())
+        self._enter()
         try:
             os.execvp(argv[0], list(argv))
         except FileNotFoundError:

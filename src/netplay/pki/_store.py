@@ -34,11 +34,13 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netplay import dns
 from netplay.errors import PkiError
 from netplay.topology import Topology
+
+if TYPE_CHECKING:
+    from netplay.topology import Zones
 
 DEMO_USER = "brandon"
 RENEW_BEFORE = dt.timedelta(days=30)
@@ -58,17 +60,19 @@ class Wanted:
     addresses: tuple[str, ...] = ()
 
 
-def wanted(topology: Topology, zones: dns.Zones) -> dict[str, Wanted]:
+def wanted(topology: Topology, zones: Zones) -> dict[str, Wanted]:
     """Host -> what its certificate names: full name (its subject), short
     name, every DNS name that leads to one of its addresses (through CNAMEs
     too), and every address."""
-    aliases = dns.aliases(zones)
+    from netplay.topology import aliases
+
+    names_of = aliases(zones)
     found = {}
     for host, attached in topology.by_host().items():
         addresses = list(dict.fromkeys(str(a.ip) for _net, att in attached for a in att.addresses))
         names = [topology.fqdn(host), host]
         for address in addresses:
-            names += aliases.get(address, [])
+            names += names_of.get(address, [])
         found[host] = Wanted(tuple(dict.fromkeys(names)), tuple(addresses))
     return found
 

@@ -1,10 +1,10 @@
 """Blocks: messages of any size sent as length-prefixed chunks with an end marker.
 
-Each message goes as chunks (``framing.Chunked``): a 4-byte length, that
-many bytes, and finally an empty chunk that ends the message, so the
-sender can start before it knows the total.  The server decodes the
-messages with the framing library and answers each with its size and
-SHA-256, one line each (``framing.Delimited``).
+Each message goes as chunks (``Chunked``, from :mod:`netplay.protocols.framing`):
+a 4-byte length, that many bytes, and finally an empty chunk that ends the
+message, so the sender can start before it knows the total.  The server
+decodes the messages with the framing library and answers each with its
+size and SHA-256, one line each (``Delimited``).
 
     netplay exec www -- python3 -m netplay.programs.blocks server &
     netplay exec h1 -- python3 -m netplay.programs.blocks client www --size 10 --size 1000000
@@ -20,7 +20,8 @@ from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs._net import bind, client_server, connect, serve_each
-from netplay.programs.framing import END, NEED_DATA, Chunked, Delimited, FramingError
+from netplay.protocols import END, NEED_DATA
+from netplay.protocols.framing import Chunked, Delimited, FramingError
 
 PORT = 1065
 MAX_MESSAGE = 16 << 20
@@ -34,14 +35,14 @@ def serve_one(sock: socket.socket) -> int:
     """Answer every message of one client; return how many."""
     decoder, lines, count = Chunked(MAX_MESSAGE), Delimited(), 0
     while True:
-        message = decoder.next()
+        message = decoder.next_event()
         if message is END:
             return count
         if message is NEED_DATA:
-            decoder.feed(sock.recv(65536))
+            decoder.receive_data(sock.recv(65536))
             continue
         assert isinstance(message, bytes)
-        sock.sendall(lines.encode(summary(message)))
+        sock.sendall(lines.send(summary(message)))
         count += 1
 
 
@@ -69,14 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with connect(args.host, args.port) as sock:
             for size in args.size or [1000]:
                 message = os.urandom(size)
-                sock.sendall(encoder.encode(message))
-                reply = replies.next()
+                sock.sendall(encoder.send(message))
+                reply = replies.next_event()
                 while reply is NEED_DATA:
                     data = sock.recv(4096)
                     if not data:
                         raise ProgramError("the server closed the connection")
-                    replies.feed(data)
-                    reply = replies.next()
+                    replies.receive_data(data)
+                    reply = replies.next_event()
                 if reply != summary(message):
                     raise ProgramError(f"wrong answer for {size} bytes: {reply!r}")
                 print(f"sent {size} bytes; the server agrees on their SHA-256")

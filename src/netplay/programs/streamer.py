@@ -1,10 +1,10 @@
 """A stream of lines to the end: the sender shuts its side down to say "that is all".
 
-The client sends lines (``framing.Delimited``) and then ``shutdown(SHUT_WR)``:
-the server's ``recv`` returns b"" (the end of the stream), and the server,
-which has decoded every line as its bytes arrived, in whatever pieces,
-answers with how many lines and bytes it got.  The connection stays open
-for that answer, in the other direction.
+The client sends lines (``Delimited``, from :mod:`netplay.protocols.framing`)
+and then ``shutdown(SHUT_WR)``: the server's ``recv`` returns b"" (the end
+of the stream), and the server, which has decoded every line as its bytes
+arrived, in whatever pieces, answers with how many lines and bytes it got.
+The connection stays open for that answer, in the other direction.
 
     netplay exec www -- python3 -m netplay.programs.streamer server &
     netplay exec h1 -- python3 -m netplay.programs.streamer client www --lines 10000
@@ -18,7 +18,8 @@ from collections.abc import Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs._net import bind, client_server, connect, serve_each
-from netplay.programs.framing import END, NEED_DATA, Delimited, FramingError
+from netplay.protocols import END, NEED_DATA
+from netplay.protocols.framing import Delimited, FramingError
 
 PORT = 1064
 
@@ -28,11 +29,11 @@ def receive_lines(sock: socket.socket) -> tuple[int, int]:
     decoder = Delimited(max_size=64 * 1024)
     lines = size = 0
     while True:
-        message = decoder.next()
+        message = decoder.next_event()
         if message is END:
             return lines, size
         if message is NEED_DATA:
-            decoder.feed(sock.recv(65536))
+            decoder.receive_data(sock.recv(65536))
             continue
         assert isinstance(message, bytes)
         lines, size = lines + 1, size + len(message)
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder = Delimited()
         with connect(args.host, args.port) as sock:
             for i in range(args.lines):
-                sock.sendall(encoder.encode(f"line {i} of the stream".encode()))
+                sock.sendall(encoder.send(f"line {i} of the stream".encode()))
             sock.shutdown(socket.SHUT_WR)
             reply = b""
             while chunk := sock.recv(4096):

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from netplay.programs._cli import ProgramError, run
-from netplay.programs.zen import ClientConnection, aphorisms
+from netplay.protocols import NEED_DATA
+from netplay.protocols.zen import Answer, ClientConnection, Question, aphorisms
 
 PORT = 1070
 
@@ -52,16 +53,15 @@ async def _one(
         for i in range(count):
             question, expected = table[(offset + i) % len(table)]
             started = time.perf_counter()
-            writer.write(conn.ask(question))
-            done: list[tuple[bytes, bytes]] = []
-            while not done:
-                data = await reader.read(4096)
-                done = conn.receive_data(data)
-                if not data:
-                    break
+            writer.write(conn.send(Question(text=question)))
+            event = conn.next_event()
+            while event is NEED_DATA:
+                conn.receive_data(await reader.read(4096))
+                event = conn.next_event()  # ZenError if the server ended with it unanswered
             latencies.append(time.perf_counter() - started)
-            for _question, reply in done:
-                right, wrong = (right + 1, wrong) if reply == expected else (right, wrong + 1)
+            if not isinstance(event, Answer):
+                raise ProgramError("the server ended the conversation")
+            right, wrong = (right + 1, wrong) if event.text == expected else (right, wrong + 1)
     finally:
         writer.close()
         await writer.wait_closed()

@@ -1,7 +1,8 @@
 """One protocol, every server design: the zen server in each classic architecture.
 
-Every design serves :mod:`netplay.programs.zen` with the same sans-IO core
-(``ServerConnection``); only how connections get a turn differs:
+Every design serves the zen protocol with the same sans-IO core
+(:mod:`netplay.protocols.zen`'s ``ServerConnection``, through
+``_zen_io.respond``); only how connections get a turn differs:
 
     single            one client at a time, in one thread
     threads           a thread per client
@@ -38,8 +39,8 @@ from collections.abc import Callable, Sequence
 
 from netplay.programs._cli import ProgramError, run
 from netplay.programs._net import bind
-from netplay.programs._zen_io import handle
-from netplay.programs.zen import ServerConnection, ZenError
+from netplay.programs._zen_io import handle, respond
+from netplay.protocols.zen import ServerConnection, ZenError
 
 PORT = 1070
 WORKERS = 16
@@ -120,10 +121,12 @@ def selector_loop(sock: socket.socket) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     state: dict[socket.socket, tuple[ServerConnection, bytearray]] = {}
+    ended: set[socket.socket] = set()  # the clients that have ended their stream
 
     def drop(client: socket.socket) -> None:
         sel.unregister(client)
         state.pop(client, None)
+        ended.discard(client)
         client.close()
 
     while True:
@@ -139,8 +142,11 @@ def selector_loop(sock: socket.socket) -> None:
                 continue
             conn, outgoing = state[client]
             try:
-                if mask & selectors.EVENT_READ:
-                    outgoing += conn.receive_data(client.recv(4096))
+                if mask & selectors.EVENT_READ and client not in ended:
+                    out, done = respond(conn, client.recv(4096))
+                    outgoing += out
+                    if done:
+                        ended.add(client)
                 if outgoing:
                     del outgoing[: client.send(outgoing)]
             except (BlockingIOError, InterruptedError):
@@ -148,8 +154,10 @@ def selector_loop(sock: socket.socket) -> None:
             except (ZenError, OSError):
                 drop(client)
                 continue
-            if conn.closed and not outgoing:
+            if client in ended and not outgoing:
                 drop(client)
+            elif client in ended:
+                sel.modify(client, selectors.EVENT_WRITE)
             else:
                 want = selectors.EVENT_READ | (selectors.EVENT_WRITE if outgoing else 0)
                 sel.modify(client, want)
@@ -163,7 +171,7 @@ class ZenProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.transport.write(self.conn.receive_data(data))
+            self.transport.write(respond(self.conn, data)[0])
         except ZenError:
             self.transport.abort()
 
@@ -179,8 +187,9 @@ async def _protocol_main(sock: socket.socket) -> None:
 async def _converse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     conn = ServerConnection()
     try:
-        while not conn.closed:
-            out = conn.receive_data(await reader.read(4096))
+        ended = False
+        while not ended:
+            out, ended = respond(conn, await reader.read(4096))
             if out:
                 writer.write(out)
                 await writer.drain()

@@ -1,18 +1,34 @@
-"""Services inside hosts: one small interface per kind, and a runner that supervises each."""
+"""Services inside hosts: one small interface per kind, and a runner that supervises each.
+
+A kind is added by one engine module that registers itself (see
+:mod:`netplay.services.engines` and docs/services.md).
+"""
 
 from netplay.services._base import Context, Engine, HealthError, Start
-from netplay.services._control import ACTIONS, contexts, control, start_all, status
-from netplay.services._runner import Files
+from netplay.services._control import (
+    ACTIONS,
+    contexts,
+    control,
+    remove_files,
+    start_all,
+    status,
+)
+from netplay.services._logs import read_log
+from netplay.services._registry import engine_of, register, registered
 
 __all__ = [
     "ACTIONS",
     "Context",
     "Engine",
-    "Files",
     "HealthError",
     "Start",
     "contexts",
     "control",
+    "engine_of",
+    "read_log",
+    "register",
+    "registered",
+    "remove_files",
     "start_all",
     "status",
 ]

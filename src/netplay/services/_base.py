@@ -1,24 +1,31 @@
 """What every kind of service offers: start, health, where it listens.
 
 A *kind* is a protocol as the topology names it (``dns``, ``http``,
-``https``, ``inetd``); an *engine* is one implementation of a kind (built
-in, in Python; or a library's server such as granian; later a system
-daemon such as nginx or Dovecot for the same kind).  An engine says how to
-start its server inside the host (a function run in a forked child, which
-may exec a daemon), how to check with one real protocol exchange that it
-answers, and where it listens.  The runner (:mod:`netplay.services._runner`)
-does the rest for every engine alike: starting, health, restarts, logs.
+``https``, ``inetd``); an *engine* is one implementation of a
+kind (built in, in Python; or a library's server such as granian; later a
+system daemon such as nginx or Dovecot for the same kind).  An engine says
+how to start its server inside the host (a function run in a forked child,
+which may exec a daemon), how to check with one real protocol exchange
+that it answers, and where it listens; it registers itself
+(:func:`~netplay.services.register`).  The runner
+(:mod:`netplay.services._runner`) does the rest for every engine alike:
+starting, health, restarts, logs.
+
+A :class:`Context` carries what every service needs and nothing more: the
+topology, the host, the service's declaration, the playground's CA and
+certificates, and a directory for what services keep across ``down``.
+An engine derives the rest itself (the DNS engine builds its zones from the
+topology).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
-from netplay import dns
-from netplay.errors import TopologyError
+from netplay.errors import ServiceError, TopologyError
 from netplay.pki import Store
 from netplay.topology import Service, Topology
 
@@ -32,7 +39,14 @@ COMMON_OPTIONS: Mapping[str, type | tuple[type, ...]] = {
 }
 
 
-_TYPE_NAMES = {int: "an integer", str: "a string", list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +57,9 @@ class Context:
     host: str
     service: Service
     pki: Store
-    zones: dns.Zones
+    #: what the services of the playground keep across ``down`` (removed by
+    #: ``down --purge``); a directory of their own, apart from the CA
+    data: Path
 
     @property
     def id(self) -> str:
@@ -69,6 +85,9 @@ class Engine:
     default_ports: tuple[int, ...] = ()
     #: options (beyond COMMON_OPTIONS) it understands: name -> type
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
+    #: what a declaration needs besides its kind to work (ports, options), for the
+    #: engine conformance suite and the docs
+    example: ClassVar[Mapping[str, Any]] = {}
 
     def ports(self, ctx: Context) -> tuple[int, ...]:
         return ctx.service.ports or self.default_ports
@@ -83,9 +102,12 @@ class Engine:
                     f"a {ctx.service.kind} service has no option {key!r} (it has: {known})",
                     field=f"{where}.{key}",
                 )
-            if not isinstance(value, wanted) or isinstance(value, bool):
-                kind = "a number" if isinstance(wanted, tuple) else _TYPE_NAMES[wanted]
-                raise TopologyError(f"{key} must be {kind}", field=f"{where}.{key}")
+            kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                what = " or ".join(dict.fromkeys(_TYPE_NAMES[k] for k in kinds))
+                if set(kinds) == {int, float}:
+                    what = "a number"
+                raise TopologyError(f"{key} must be {what}", field=f"{where}.{key}")
         if not self.ports(ctx):
             raise TopologyError("this service needs a port", field=f"{where}.ports")
         if not ctx.topology.primary_addresses(ctx.host):
@@ -106,42 +128,5 @@ class Engine:
         return [f"tcp/{port}" for port in self.ports(ctx)]
 
 
-class HealthError(Exception):
-    """The server answered, but not as it should."""
-
-
-@functools.cache
-def _registry() -> dict[str, dict[str, Engine]]:
-    from netplay.services._dns import DnsEngine
-    from netplay.services._http import GranianEngine
-    from netplay.services._inetd import InetdEngine
-
-    return {
-        "dns": {"builtin": DnsEngine()},
-        "http": {"granian": GranianEngine(tls=False)},
-        "https": {"granian": GranianEngine(tls=True)},
-        "inetd": {"builtin": InetdEngine()},
-    }
-
-
-def engine_of(service: Service, where: str) -> Engine:
-    """The engine that serves ``service``; TopologyError naming ``where`` if none."""
-    engines = _registry().get(service.kind)
-    if engines is None:
-        known = ", ".join(sorted(_registry()))
-        raise TopologyError(
-            f"there is no service kind {service.kind!r} (there are: {known})",
-            field=f"{where}.kind",
-        )
-    name = service.engine or next(iter(engines))
-    engine = engines.get(name)
-    if engine is None:
-        raise TopologyError(
-            f"a {service.kind} service has no engine {name!r} (it has: {', '.join(engines)})",
-            field=f"{where}.engine",
-        )
-    return engine
-
-
-def engine_name(service: Service) -> str:
-    return service.engine or next(iter(_registry()[service.kind]))
+class HealthError(ServiceError):
+    """The server answered its health check, but not as it should."""

@@ -14,10 +14,10 @@ or ``failed REASON``.  Then it supervises:
 - signals control it: SIGHUP restarts the server, SIGUSR1 stops it,
   SIGUSR2 starts it again, SIGTERM stops it and ends the runner.
 
-The runner's state (starting, running, restarting, stopped or failed; the
-server's pid; restarts; the reason of a failure) is a JSON file it
-rewrites on every change, which ``status`` reads.  Its log holds the
-server's stdout and stderr and the runner's own lines.
+The runner's state (a :class:`RunnerState`: starting, running, restarting,
+stopped or failed; the server's pid; restarts; the reason of a failure) is
+a JSON file it rewrites on every change, which ``status`` reads.  Its log
+holds the server's stdout and stderr and the runner's own lines.
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from netplay.fabric._namespaces import enter
-from netplay.fabric._state import Paths
+from netplay._model import ServiceState, from_data, to_data
+from netplay.fabric import Paths, enter_host
 from netplay.services._base import Context, Engine, HealthError
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
@@ -57,16 +55,35 @@ class Files:
 
     @classmethod
     def of(cls, paths: Paths, host: str, name: str) -> Files:
-        base = paths.dir / "services"
+        base = directory(paths)
         return cls(base / f"{host}.{name}.json", base / f"{host}.{name}.log")
 
 
-def read(files: Files) -> dict[str, Any]:
+def directory(paths: Paths) -> Path:
+    """Where the runners keep their states and logs."""
+    return paths.dir / "services"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerState:
+    """What a runner says of its service, in its state file."""
+
+    id: str
+    listens: tuple[str, ...] = ()
+    state: ServiceState = ServiceState.STARTING
+    pid: int | None = None
+    restarts: int = 0
+    reason: str = ""
+    #: control signals handled so far: a controller that sent one waits for this to grow
+    handled: int = 0
+
+
+def read(files: Files) -> RunnerState | None:
+    """The runner's last word, or None if it said nothing readable yet."""
     try:
-        data: dict[str, Any] = json.loads(files.state.read_text())
+        return from_data(RunnerState, json.loads(files.state.read_text()))
     except (OSError, ValueError):
-        return {}
-    return data
+        return None
 
 
 def _describe(status: int) -> str:
@@ -84,12 +101,12 @@ class Runner:
         self.files = files
         self.log_fd = log_fd
         self.server: int | None = None
-        self.state = "starting"
+        self.state = ServiceState.STARTING
         self.reason = ""
         self.restarts = 0
         self.recent: list[float] = []
         self.restart_at: float | None = None
-        self.handled = 0  # control signals handled, so that a controller knows when
+        self.handled = 0
         self.limit = int(ctx.option("restart_limit", RESTART_LIMIT))
         self.health_timeout = float(ctx.option("health_timeout", HEALTH_TIMEOUT_S))
 
@@ -99,22 +116,17 @@ class Runner:
             os.write(self.log_fd, f"{stamp} netplay: {self.ctx.id} {message}\n".encode())
 
     def save(self) -> None:
-        data = {
-            "id": self.ctx.id,
-            "host": self.ctx.host,
-            "name": self.ctx.service.name,
-            "kind": self.ctx.service.kind,
-            "listens": self.engine.listens(self.ctx),
-            "state": self.state,
-            "pid": self.server,
-            "runner": os.getpid(),
-            "restarts": self.restarts,
-            "reason": self.reason,
-            "handled": self.handled,
-            "log": str(self.files.log),
-        }
+        now = RunnerState(
+            id=self.ctx.id,
+            listens=tuple(self.engine.listens(self.ctx)),
+            state=self.state,
+            pid=self.server,
+            restarts=self.restarts,
+            reason=self.reason,
+            handled=self.handled,
+        )
         tmp = self.files.state.with_name(self.files.state.name + ".tmp")
-        tmp.write_text(json.dumps(data))
+        tmp.write_text(json.dumps(to_data(now)))
         os.replace(tmp, self.files.state)
 
     # -- the server process ----------------------------------------------
@@ -193,7 +205,7 @@ class Runner:
 
     def _start(self) -> str | None:
         """Start and check the server; None if it is healthy, else why not."""
-        self.state = "starting"
+        self.state = ServiceState.STARTING
         self.save()
         try:
             self._spawn()
@@ -201,7 +213,7 @@ class Runner:
             return f"cannot start: {exc}"
         failure = self._healthy()
         if failure is None:
-            self.state, self.reason = "running", ""
+            self.state, self.reason = ServiceState.RUNNING, ""
             self.log("healthy")
         else:
             self.log(failure)
@@ -214,7 +226,7 @@ class Runner:
         now = time.monotonic()
         self.recent = [t for t in self.recent if now - t < RESTART_WINDOW_S]
         if len(self.recent) >= self.limit:
-            self.state = "failed"
+            self.state = ServiceState.FAILED
             self.reason = (
                 f"{reason}; gave up after {self.limit} restarts in {RESTART_WINDOW_S:.0f} s"
             )
@@ -224,7 +236,7 @@ class Runner:
             self.recent.append(now)
             self.restarts += 1
             delay = min(BACKOFF_FIRST_S * 2 ** (len(self.recent) - 1), BACKOFF_MAX_S)
-            self.state, self.reason = "restarting", reason
+            self.state, self.reason = ServiceState.RESTARTING, reason
             self.restart_at = now + delay
             self.log(f"{reason}; restarting in {delay:g} s")
         self.save()
@@ -241,7 +253,7 @@ class Runner:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
                 self.server = None
-                if self.state in ("running", "starting"):
+                if self.state in (ServiceState.RUNNING, ServiceState.STARTING):
                     self._crashed(f"the server {_describe(status)}")
 
     # -- the supervising loop --------------------------------------------
@@ -252,7 +264,7 @@ class Runner:
         os.write(report, b"ready\n" if failure is None else f"failed {failure}\n".encode())
         os.close(report)
         if failure is not None:
-            self.state, self.reason = "failed", failure
+            self.state, self.reason = ServiceState.FAILED, failure
             self.save()
         while True:
             if self.restart_at is None:
@@ -271,7 +283,7 @@ class Runner:
                 self._reap()
             elif sig == signal.SIGTERM:
                 self._stop()
-                self.state = "stopped"
+                self.state = ServiceState.STOPPED
                 self.save()
                 return
             elif sig in (signal.SIGHUP, signal.SIGUSR2):
@@ -286,16 +298,15 @@ class Runner:
                 self.save()
             elif sig == signal.SIGUSR1:
                 self._stop()
-                self.state, self.reason, self.restart_at = "stopped", "", None
+                self.state, self.reason, self.restart_at = ServiceState.STOPPED, "", None
                 self.handled += 1
                 self.save()
 
 
-def spawn(
-    ctx: Context, engine: Engine, files: Files, fds: Sequence[tuple[int, int]]
-) -> tuple[int, int]:
+def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
     """Fork the runner of one service into its host; return its pid and the
     read end of the pipe it reports on (one line: ``ready`` or ``failed ...``)."""
+    files = Files.of(paths, ctx.host, ctx.service.name)
     files.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     report_r, report_w = os.pipe()
@@ -305,7 +316,7 @@ def spawn(
         try:
             os.close(report_r)
             os.setsid()
-            enter(fds)
+            enter_host(paths, ctx.host)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(log_fd, 1)

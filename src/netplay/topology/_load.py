@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from netplay._model import Source, from_data, to_data
 from netplay.errors import TopologyError
 from netplay.topology._generate import line, star
 from netplay.topology._model import (
@@ -42,6 +43,11 @@ GENERATED_MAX = 5000
 
 def load(spec: str) -> Topology:
     """A topology from ``book``, ``line:N``, ``star:N`` or a TOML file's path."""
+    return _read(spec)[0]
+
+
+def _read(spec: str) -> tuple[Topology, str | None]:
+    """The topology of ``spec``, and the text of its file (None for book and generated)."""
     kind, sep, count = spec.partition(":")
     if sep and kind in _GENERATORS:
         if not count.isdigit() or not 1 <= int(count) <= GENERATED_MAX:
@@ -49,10 +55,10 @@ def load(spec: str) -> Topology:
                 f"{spec!r}: the number of hosts must be 1 to {GENERATED_MAX}",
                 field="spec",
             )
-        return _GENERATORS[kind](int(count))
+        return _GENERATORS[kind](int(count)), None
     if spec == "book":
         text = resources.files("netplay.topology").joinpath("book.toml").read_text()
-        return loads(text, source="book")
+        return loads(text, source="book"), None
     path = Path(spec)
     if not path.suffix == ".toml" and not path.exists():
         raise TopologyError(
@@ -65,7 +71,7 @@ def load(spec: str) -> Topology:
         raise TopologyError(f"cannot read the file ({exc.strerror})", source=spec) from exc
     except UnicodeDecodeError as exc:
         raise TopologyError("the file is not UTF-8 text", source=spec) from exc
-    return loads(text, source=spec, default_name=path.stem)
+    return loads(text, source=spec, default_name=path.stem), text
 
 
 def loads(text: str, *, source: str = "<string>", default_name: str = "topology") -> Topology:
@@ -259,3 +265,27 @@ def _locate(text: str, field: str) -> int | None:
         if depth == len(path) and depth and (best is None or depth > best[0]):
             best = (depth, number)
     return best[1] if best else None
+
+
+def source_of(spec: str | Topology, services: bool = True) -> tuple[Topology, Source]:
+    """The topology of ``spec`` (a spec or a Topology built in Python), and how
+    to read it again from any process: the spec, a file's text, or the
+    topology itself.  Without ``services``, the network alone."""
+    if isinstance(spec, Topology):
+        check(spec)
+        topology, source = spec, Source(spec=spec.name, data=to_data(spec), services=services)
+    else:
+        topology, text = _read(spec)
+        source = Source(spec=spec, text=text, services=services)
+    return (topology if services else topology.without_services()), source
+
+
+def from_source(source: Source) -> Topology:
+    """The topology a :class:`Source` names, as it was when it was recorded."""
+    if source.data is not None:
+        topology = from_data(Topology, source.data)
+    elif source.text is not None:
+        topology = loads(source.text, source=source.spec, default_name=Path(source.spec).stem)
+    else:
+        topology = load(source.spec)
+    return topology if source.services else topology.without_services()

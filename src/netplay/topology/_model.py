@@ -15,6 +15,7 @@ Nothing here does I/O; :func:`check` validates a topology and raises
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
@@ -127,6 +128,11 @@ class Topology:
     records: tuple[str, ...] = ()
     #: further zones the DNS server is authoritative for: origin -> records
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
+
+    def without_services(self) -> Topology:
+        """The same network with no service declared (so names resolve through /etc/hosts)."""
+        hosts = tuple(dataclasses.replace(h, services=()) for h in self.hosts)
+        return dataclasses.replace(self, hosts=hosts)
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

@@ -1,7 +1,13 @@
-"""The DNS server's core: ``answer(query) -> response``, bytes in and bytes out.
+"""The DNS server's core: ``answer(query, zones) -> response``, bytes in and bytes out.
 
-No sockets and no clock: the drivers in :mod:`netplay.dns._server` call it
-for every UDP datagram and every TCP message.  What it guarantees:
+A message-oriented core with no connection state, so in the
+:mod:`netplay.protocols` vocabulary a plain function: no sockets and no
+clock; the drivers in :mod:`netplay.services.engines.dns` call it for every UDP
+datagram and every TCP message (TCP's two-byte length framing is theirs).
+It needs dnspython, so unlike the rest of the toolkit it is imported
+explicitly (``from netplay.protocols.dns import answer``).  ``zones`` maps
+each zone's origin to its zone, as :func:`netplay.topology.dns_zones` makes them.
+What it guarantees:
 
 - authoritative answers (AA) from our zones only; REFUSED for any other
   name (no recursion: nothing ever leaves the playground);
@@ -24,6 +30,7 @@ it is computed once and then only the ID is changed.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 
 import dns.exception
 import dns.flags
@@ -37,8 +44,6 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-from netplay.dns._zones import Zones
-
 CACHE_ENTRIES = 2048
 CACHE_MAX_BYTES = 4096  # queries and responses larger than this are not kept
 UDP_DEFAULT = 512
@@ -46,6 +51,8 @@ UDP_MAX = 4096  # the most we send over UDP, whatever a client offers
 TCP_MAX = 65535
 MAX_CHAIN = 8
 HEADER = struct.Struct("!HHHHHH")
+
+Zones = Mapping[dns.name.Name, dns.zone.Zone]  # origin -> zone
 
 
 def _formerr(wire: bytes) -> bytes | None:

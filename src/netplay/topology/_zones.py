@@ -28,7 +28,7 @@ import dns.reversename
 import dns.zone
 
 from netplay.errors import TopologyError
-from netplay.topology import Topology
+from netplay.topology._model import Topology
 
 TTL = 300
 SOA_TIMERS = "1 3600 600 86400 300"  # serial refresh retry expire negative-TTL
@@ -77,7 +77,7 @@ def _add_records(zone: dns.zone.Zone, records: tuple[str, ...], where: str) -> N
             raise TopologyError(f"bad record {record!r}: {exc}", field=f"{where}[{i}]") from exc
 
 
-def build(topology: Topology) -> Zones:
+def dns_zones(topology: Topology) -> Zones:
     """Every zone the playground's server is authoritative for (none without DNS)."""
     server_host = topology.dns_host()
     if server_host is None or topology.domain is None:

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from netplay.services._base import Context, Engine, HealthError, Start
-from netplay.www._types import APPS_VARIABLE
+from netplay.services._registry import register
+from netplay.www import APPS_VARIABLE
 
 HEADER_BUFFER = 16 * 1024  # headers larger than this get 431
 HEADER_TIMEOUT_MS = 5_000  # a client has this long to send its headers
@@ -61,7 +62,7 @@ class GranianEngine(Engine):
             from granian.http import HTTP1Settings
 
             os.environ[APPS_VARIABLE] = apps
-            import netplay.www._app  # noqa: F401
+            from netplay.www import app  # noqa: F401
 
             http1 = HTTP1Settings(
                 header_read_timeout=HEADER_TIMEOUT_MS, max_buffer_size=HEADER_BUFFER
@@ -89,3 +90,7 @@ class GranianEngine(Engine):
             connection.close()
         if response.status != 200 or b'"url"' not in body:
             raise HealthError(f"GET /get answered {response.status} {response.reason}")
+
+
+register("http", "granian", GranianEngine(tls=False))
+register("https", "granian", GranianEngine(tls=True))

@@ -22,10 +22,11 @@ import select
 import signal
 import socket
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
 from netplay.services._base import Context, Engine, Start
+from netplay.services._registry import register
 
 MAX_CHILDREN = 64
 
@@ -87,6 +88,7 @@ class InetdEngine(Engine):
         "mode": str,
         "max_children": int,
     }
+    example: ClassVar[Mapping[str, Any]] = {"ports": [7], "command": ["cat"]}
 
     def check(self, ctx: Context, where: str) -> None:
         super().check(ctx, where)
@@ -122,3 +124,6 @@ class InetdEngine(Engine):
             socket.create_connection((ctx.address, self.ports(ctx)[0]), timeout=timeout)
         ):
             pass
+
+
+register("inetd", "builtin", InetdEngine())

@@ -1,11 +1,13 @@
 """Framing: where one message ends and the next begins in a byte stream (sans-IO).
 
 TCP delivers bytes, not messages: one ``recv`` may hold half a message or
-three.  Each decoder here is fed bytes as they come (``feed(data)``;
-``feed(b"")`` means the stream ended) and hands out whole messages
-(``next()``: a message, NEED_DATA, or END once the stream has ended
-cleanly).  None of them touches a socket, so they are tested with bytes
-fed whole, byte by byte and in random pieces.  The framings:
+three.  Each decoder here speaks the :mod:`netplay.protocols` vocabulary:
+it is given bytes as they come (``receive_data(data)``; ``b""`` means the
+stream ended) and hands out whole messages (``next_event()``: a message,
+NEED_DATA, or END once the stream has ended cleanly; iterating over a
+decoder gives the whole messages available now).  None of them touches a
+socket, so they are tested with bytes fed whole, byte by byte and in
+random pieces.  The framings:
 
 - ``LengthPrefixed``: a fixed-size big-endian length, then that many bytes;
 - ``Delimited``: messages ended by a delimiter (b"\\n"), which no message holds;
@@ -17,53 +19,46 @@ fed whole, byte by byte and in random pieces.  The framings:
   (header fields, payload).
 
 Every decoder has a maximum message size: a peer that announces or sends
-more gets FramingError, not an unbounded buffer.  ``encode`` makes the
-bytes a decoder expects.
+more gets FramingError (a RemoteProtocolError), not an unbounded buffer, as
+does a stream that ends inside a message.  ``send`` makes the bytes a
+decoder expects; asking it for what the framing cannot carry, or giving
+data after the end, is a LocalProtocolError.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Final, Generic, TypeVar
+from typing import Generic, TypeVar
+
+from netplay.errors import LocalProtocolError, RemoteProtocolError
+from netplay.protocols._sansio import END, NEED_DATA, Sentinel
 
 T = TypeVar("T")
 DEFAULT_MAX = 1 << 20
 
 
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA: Final = _Sentinel("NEED_DATA")
-END: Final = _Sentinel("END")
-
-
-class FramingError(Exception):
+class FramingError(RemoteProtocolError):
     """The peer broke the framing: too large, or the stream ended inside a message."""
 
 
 class Decoder(Generic[T]):
-    """The buffer and the feed/next protocol; subclasses say how to cut a message."""
+    """The buffer, receive_data and next_event; subclasses say how to cut a message."""
 
     def __init__(self, max_size: int = DEFAULT_MAX) -> None:
         self.max_size = max_size
         self._buffer = bytearray()
         self._ended = False
 
-    def feed(self, data: bytes) -> None:
+    def receive_data(self, data: bytes) -> None:
         """Add bytes received; ``b""`` says the stream has ended."""
         if self._ended:
-            raise FramingError("data after the end of the stream")
+            raise LocalProtocolError("data after the end of the stream")
         if not data:
             self._ended = True
         self._buffer += data
 
-    def next(self) -> T | _Sentinel:
+    def next_event(self) -> T | Sentinel:
         """The next whole message, NEED_DATA, or END (FramingError if broken)."""
         message = self._cut()
         if message is not None:
@@ -79,8 +74,8 @@ class Decoder(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         """The whole messages available now."""
         while True:
-            message = self.next()
-            if isinstance(message, _Sentinel):
+            message = self.next_event()
+            if isinstance(message, Sentinel):
                 return
             yield message
 
@@ -104,9 +99,9 @@ class LengthPrefixed(Decoder[bytes]):
         super().__init__(max_size)
         self.prefix = struct.Struct(prefix)
 
-    def encode(self, message: bytes) -> bytes:
+    def send(self, message: bytes) -> bytes:
         if len(message) > self.max_size:
-            raise FramingError(f"a message is larger than {self.max_size} bytes")
+            raise LocalProtocolError(f"a message is larger than {self.max_size} bytes")
         return self.prefix.pack(len(message)) + message
 
     def _limit(self) -> int:
@@ -127,12 +122,12 @@ class Delimited(Decoder[bytes]):
     def __init__(self, max_size: int = DEFAULT_MAX, delimiter: bytes = b"\n") -> None:
         super().__init__(max_size)
         if not delimiter:
-            raise ValueError("the delimiter cannot be empty")
+            raise LocalProtocolError("the delimiter cannot be empty")
         self.delimiter = delimiter
 
-    def encode(self, message: bytes) -> bytes:
+    def send(self, message: bytes) -> bytes:
         if self.delimiter in message:
-            raise FramingError("a message cannot hold the delimiter")
+            raise LocalProtocolError("a message cannot hold the delimiter")
         return message + self.delimiter
 
     def _limit(self) -> int:
@@ -152,9 +147,9 @@ class FixedSize(Decoder[bytes]):
         super().__init__(size)
         self.size = size
 
-    def encode(self, message: bytes) -> bytes:
+    def send(self, message: bytes) -> bytes:
         if len(message) != self.size:
-            raise FramingError(f"a message must be exactly {self.size} bytes")
+            raise LocalProtocolError(f"a message must be exactly {self.size} bytes")
         return message
 
     def _cut(self) -> bytes | None:
@@ -171,9 +166,11 @@ class Chunked(Decoder[bytes]):
         self._message = bytearray()
         self._started = False
 
-    def encode(self, message: bytes, chunk_size: int = 4096) -> bytes:
+    def send(self, message: bytes, chunk_size: int = 4096) -> bytes:
         if len(message) > self.max_size:
-            raise FramingError(f"a message is larger than {self.max_size} bytes")
+            raise LocalProtocolError(f"a message is larger than {self.max_size} bytes")
+        if chunk_size < 1:
+            raise LocalProtocolError("a chunk holds at least one byte")
         pieces = [message[i : i + chunk_size] for i in range(0, len(message), chunk_size)]
         return b"".join(self.CHUNK.pack(len(p)) + p for p in pieces) + self.CHUNK.pack(0)
 
@@ -206,10 +203,13 @@ class StructHeader(Decoder[tuple[tuple[int, ...], bytes]]):
         super().__init__(max_size)
         self.header = struct.Struct(header)
 
-    def encode(self, fields: tuple[int, ...], payload: bytes) -> bytes:
+    def send(self, fields: tuple[int, ...], payload: bytes) -> bytes:
         if len(payload) > self.max_size:
-            raise FramingError(f"a payload is larger than {self.max_size} bytes")
-        return self.header.pack(*fields, len(payload)) + payload
+            raise LocalProtocolError(f"a payload is larger than {self.max_size} bytes")
+        try:
+            return self.header.pack(*fields, len(payload)) + payload
+        except struct.error as exc:
+            raise LocalProtocolError(f"header fields {fields!r} do not fit: {exc}") from exc
 
     def _limit(self) -> int:
         return self.max_size + self.header.size

@@ -1,0 +1,174 @@
+"""Making and removing a playground, layer by layer: what :class:`Playground` orchestrates.
+
+:func:`begin` checks what can be checked before anything exists and
+writes the state file naming all that will be made; :func:`make` then has
+each layer make its part, in order: the CA and certificates
+(:mod:`netplay.pki`), the hosts' files (:mod:`netplay.hosts`), the
+namespaces, links and NAT (:mod:`netplay.fabric`), and the services
+(:mod:`netplay.services`).  :func:`teardown` asks each layer to remove
+what it made, the processes and namespaces first; :func:`remove` does it
+for a playground found by name, even one whose state file is damaged or
+of another version.  A crash at any point leaves nothing that ``down``
+cannot find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from netplay import _status, fabric, hosts, pki, services
+from netplay import topology as topologies
+from netplay._model import Mode, PlaygroundState, Source, State
+from netplay.errors import AlreadyRunningError, NotRunningError, StateError, UsageError
+from netplay.fabric import Paths, Realm
+from netplay.topology import Topology
+
+log = logging.getLogger("netplay")
+
+
+def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> State:
+    """Check what can be checked, clean up after a crash of the same name,
+    and write the state file naming everything that is about to be made."""
+    if any(h.nat for h in topology.hosts):
+        fabric.nft_path()
+    services.contexts(topology, pki.Store(paths.data), paths.service_data)
+    clear_crashed(paths)
+    state = State(
+        name=paths.name,
+        mode=Mode.ROOT if paths.root else Mode.ROOTLESS,
+        source=source,
+        owner=fabric.process(os.getpid()),
+        created=time.time(),
+        data=str(paths.data),
+        tag=tag,
+    )
+    if not paths.root:
+        state.keeper, state.userns = fabric.start_keeper()
+    state.pins, state.links = fabric.made_by(paths, topology)
+    state.made_run_netns = paths.root and not Path("/run/netns").exists()
+    fabric.write_state(paths, state)
+    return state
+
+
+def make(paths: Paths, topology: Topology, state: State) -> State:
+    """Make everything, where the namespaces are; return the state with the runners."""
+    store = pki.Store(paths.data)
+    now = dt.datetime.now(dt.UTC)
+    wanted = pki.wanted(topology, topologies.dns_zones(topology))
+    issued = store.ensure(paths.name, wanted, topology.domain or "localhost", now)
+    if issued:
+        log.info("issued %d certificates in %s", len(issued), store.dir)
+    host_mounts, template_mounts = hosts.write_files(paths, topology, store.ca.read_bytes())
+    fabric.build(paths, topology, host_mounts, template_mounts)
+    try:
+        services.start_all(paths, topology, store, state.runners)
+    finally:
+        fabric.write_state(paths, state)
+    return state
+
+
+def teardown(paths: Paths, state: State) -> None:
+    """Ask each layer to remove what it made, the namespaces and processes
+    first; a step that fails does not keep the others from their work (the
+    first failure is raised once all have run)."""
+    realm = Realm(state.keeper, state.userns)
+    steps: list[Callable[[], object]] = []
+    if state.keeper is None or fabric.alive(state.keeper.pid, state.keeper.start):
+        pins, links = state.pins, state.links
+        steps.append(lambda: realm.call(fabric.teardown, paths, pins, links, state.made_run_netns))
+    steps += [
+        lambda: fabric.end_keeper(state),
+        lambda: services.remove_files(paths),
+        lambda: hosts.remove_files(paths),
+        lambda: fabric.remove_state(paths),
+    ]
+    all_of(steps)
+
+
+def all_of(steps: Iterable[Callable[[], object]]) -> None:
+    """Run every step, even after one fails; then raise the first failure."""
+    failure: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+def remove(paths: Paths, purge: bool) -> bool:
+    """Remove a playground, running or left by a crash, and with ``purge`` its
+    CA and certificates; whether there was anything to remove."""
+    data = kept_in(paths)
+    state = read_any(paths)
+    if state is not None:
+        teardown(paths, state)
+    purged = purge and pki.Store(data).purge()
+    return state is not None or purged
+
+
+def forget(data: Path) -> None:
+    """Delete what the services kept across ``down`` in the data directory
+    ``data`` (not the CA and certificates)."""
+    shutil.rmtree(data / fabric.SERVICE_DATA, ignore_errors=True)
+
+
+def clear_crashed(paths: Paths) -> None:
+    """Before ``up``: refuse if the name is in use, clean up if a crash left it."""
+    old = read_any(paths)
+    if old is None:
+        return
+    if _status.running(old):
+        raise AlreadyRunningError(
+            f"a playground named {paths.name!r} is already running",
+            hint=f"use it, stop it with `netplay down --name {paths.name}`, "
+            "or start another with --name",
+        )
+    log.info("removing what a crashed playground %s left", paths.name)
+    teardown(paths, old)
+
+
+def read_any(paths: Paths) -> State | None:
+    """The state of the playground at ``paths``, or what can be known of it
+    when its state file is damaged or of another version (:func:`fabric.salvage`)."""
+    try:
+        return fabric.read_state(paths)
+    except StateError:
+        raw = fabric.read_raw(paths)
+        return None if raw is None else fabric.salvage(paths, raw)
+
+
+def kept_in(paths: Paths) -> Path:
+    """The CA and certificates: where the state says they are (the environment
+    that chose the data directory may differ now), else where they would be."""
+    with contextlib.suppress(StateError):
+        state = fabric.read_state(paths)
+        if state is not None:
+            return Path(state.data)
+    return paths.data
+
+
+def only_name() -> str:
+    names = fabric.list_names(fabric.base_dir())
+    running = [n for n in names if _status.summary(n).state is PlaygroundState.RUNNING]
+    if len(running) == 1:
+        return running[0]
+    if not running:
+        if names:
+            raise NotRunningError(
+                f"no playground is running (left by a crash: {', '.join(names)})",
+                hint="clean up with `netplay down --name NAME`, or start one with `netplay up`",
+            )
+        raise NotRunningError("no playground is running")
+    raise UsageError(
+        f"several playgrounds are running ({', '.join(running)})",
+        hint="choose one with --name",
+    )

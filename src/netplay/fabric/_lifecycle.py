@@ -1,0 +1,142 @@
+"""Building a topology into namespaces, and removing what was built.
+
+:func:`made_by` says, before anything exists, which pins and ``ip netns``
+links a topology will make, so that the state file names them first.
+:func:`build` makes the namespaces, wires them over rtnetlink and applies
+NAT; :func:`teardown` ends every process inside them, unpins and unlinks
+them, and :func:`remove_state` removes the playground's state file and
+directories once every layer has removed its own files.  Both removals
+are idempotent and touch only what the state names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from netplay._model import State
+from netplay.fabric import _namespaces as namespaces
+from netplay.fabric import _netlink as nl
+from netplay.fabric import _nft as nft
+from netplay.fabric import _procs as procs
+from netplay.fabric._namespaces import Mount
+from netplay.fabric._state import TMP_PREFIX, Paths
+from netplay.topology import Topology
+
+log = logging.getLogger("netplay")
+
+
+def _specs(topology: Topology, mounts: Mapping[str, Sequence[Mount]]) -> list[namespaces.NsSpec]:
+    specs = [
+        namespaces.NsSpec(
+            key=h.name, host=True, forward=h.forward, mounts=tuple(mounts.get(h.name, ()))
+        )
+        for h in topology.hosts
+    ]
+    specs += [
+        namespaces.NsSpec(key=nl.switch_key(n.name), host=False)
+        for n in topology.networks
+        if n.kind == "lan"
+    ]
+    return specs
+
+
+def made_by(paths: Paths, topology: Topology) -> tuple[list[str], list[str]]:
+    """The pins and the ``ip netns`` links that building ``topology`` makes."""
+    specs = _specs(topology, {})
+    pins = [str(p) for s in specs for p in namespaces.pins_of(paths, s)]
+    links = [str(p) for s in specs if (p := paths.netns_link(s.key))]
+    return pins, links
+
+
+def hosts_pinned(pins: Sequence[str]) -> int:
+    """How many hosts the pins name (a host has UTS namespace; a switch has not)."""
+    return sum(1 for pin in pins if pin.endswith(".uts"))
+
+
+def build(
+    paths: Paths,
+    topology: Topology,
+    host_mounts: Mapping[str, Sequence[Mount]],
+    template_mounts: Sequence[Mount],
+) -> None:
+    """Make every namespace (hosts get the template's bind mounts, then their
+    own), wire them together, and set up NAT in the hosts that do it."""
+    specs = _specs(topology, host_mounts)
+    namespaces.create(paths, specs, template_mounts)
+    fds: dict[str, int] = {}
+    sockets: dict[str, nl.Socket] = {}
+    try:
+        for spec in specs:
+            pin = paths.net_pin(spec.key)
+            fds[spec.key] = os.open(pin, os.O_RDONLY)
+            with namespaces.netns(pin):
+                sockets[spec.key] = nl.Socket()
+        nl.execute(nl.plan(topology, fds), sockets)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+        for fd in fds.values():
+            os.close(fd)
+    for host in topology.hosts:
+        if host.nat:
+            outside = topology.network(host.nat).attachment(host.name)
+            assert outside is not None
+            nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
+
+
+def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str], made_run_netns: bool) -> None:
+    """End every process in the pinned namespaces, then unpin and unlink them
+    (run where the namespaces are: see :class:`~netplay.fabric.Realm`)."""
+    pinned = [Path(p) for p in pins]
+    inodes = namespaces.inodes(pinned)
+    if inodes:
+        procs.terminate(procs.in_namespaces(inodes))
+    namespaces.remove(pinned, [Path(p) for p in links])
+    namespaces.release_dir(paths)
+    if made_run_netns:
+        with contextlib.suppress(OSError):
+            Path("/run/netns").rmdir()
+
+
+def end_keeper(state: State) -> None:
+    """Rootless: end the playground's keeper and every process left in its user
+    namespace.  Only while the keeper lives is that namespace surely this
+    playground's (a namespace's number is reused once it is freed); without
+    it, what is ended is the services' runners and their sessions, each
+    recognised by its pid and start time."""
+    keeper = state.keeper
+    if keeper is not None and procs.alive(keeper.pid, keeper.start):
+        if state.userns is not None:
+            procs.terminate(procs.in_user_namespace(state.userns))
+        procs.terminate([keeper.pid], grace=0)
+    elif keeper is not None:
+        live = [r.pid for r in state.runners.values() if procs.alive(r.pid, r.start)]
+        procs.terminate([pid for runner in live for pid in procs.in_session(runner)])
+
+
+def remove_state(paths: Paths) -> None:
+    """Remove the state file and the playground's directories, once the other
+    layers have removed their files; a directory holding files netplay did not
+    make is left, with a warning."""
+    unfinished = sorted(paths.dir.glob(f"{TMP_PREFIX}*")) if paths.dir.is_dir() else []
+    for path in (paths.ns_dir, paths.state, paths.lock, *unfinished, paths.dir):
+        remove_path(path)
+    with contextlib.suppress(OSError):
+        paths.base.rmdir()  # not while other playgrounds live there
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or an empty directory; missing is fine, a full directory is left."""
+    try:
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+        log.warning("left %s: it holds files netplay did not make", path)
