@@ -1,7 +1,7 @@
 """What every kind of service offers: start, health, where it listens.
 
 A *kind* is a protocol as the topology names it (``dns``, ``http``,
-``https``, ``inetd``); an *engine* is one implementation of a
+``https``, ``inetd``, ``echo``); an *engine* is one implementation of a
 kind (built in, in Python; or a library's server such as granian; later a
 system daemon such as nginx or Dovecot for the same kind).  An engine says
 how to start its server inside the host (a function run in a forked child,

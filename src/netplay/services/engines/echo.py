@@ -1,0 +1,97 @@
+"""The ``echo`` kind (RFC 862 over TCP), built in: the example of how a kind is added.
+
+Everything netplay needs to run a kind is here: the engine (how to start
+the server inside its host, how to check it with one real exchange, which
+options it takes), and one :func:`register` line.  The runner gives it
+restarts, logs, control and status; the engine conformance suite
+(tests/test_engines.py) tests it as every other engine.  Use it in a
+topology with one line::
+
+    services = [{ kind = "echo" }]
+
+The server sends back whatever a client sends, on asyncio.  Like every
+server here it expects hostile clients: a connection idle for
+``idle_timeout`` seconds (default 30) is closed, and at most
+``max_connections`` (default 256) are served at once; more are closed at
+once.  A client that sends without reading is not read from faster than it
+reads (the writer's buffer is drained before the next read), and is closed
+when it has not read for ``idle_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Mapping
+from typing import ClassVar
+
+from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._registry import register
+
+IDLE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 256
+CHUNK = 65536
+
+
+async def serve(port: int, idle_timeout: float, max_connections: int) -> None:
+    """Echo on every address of the host until the process is ended."""
+    open_connections = 0
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_connections
+        open_connections += 1
+        try:
+            while open_connections <= max_connections:
+                data = await asyncio.wait_for(reader.read(CHUNK), idle_timeout)
+                if not data:
+                    break
+                writer.write(data)
+                await asyncio.wait_for(writer.drain(), idle_timeout)  # a client that stops reading
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            open_connections -= 1
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(echo, None, port, backlog=1024)  # IPv4 and IPv6
+    print(f"echo: listening on port {port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+class EchoEngine(Engine):
+    default_ports = (7,)
+    options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
+        "idle_timeout": (int, float),
+        "max_connections": int,
+    }
+
+    def start(self, ctx: Context) -> Start:
+        port = self.ports(ctx)[0]
+        idle = float(ctx.option("idle_timeout", IDLE_TIMEOUT_S))
+        limit = int(ctx.option("max_connections", MAX_CONNECTIONS))
+
+        def run() -> None:
+            asyncio.run(serve(port, idle, limit))
+
+        return run
+
+    def health(self, ctx: Context, timeout: float) -> None:
+        probe = os.urandom(16).hex().encode()
+        with socket.create_connection((ctx.address, self.ports(ctx)[0]), timeout=timeout) as sock:
+            sock.sendall(probe)
+            got = b""
+            while len(got) < len(probe):
+                chunk = sock.recv(len(probe) - len(got))
+                if not chunk:
+                    break
+                got += chunk
+        if got != probe:
+            raise HealthError(f"sent {probe!r}, got back {got!r}")
+
+
+register("echo", "builtin", EchoEngine())
