@@ -9,6 +9,7 @@ playgrounds skips their tests with the reason.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -195,3 +196,16 @@ def test_the_plugin_is_registered_for_every_pytest(pytester: pytest.Pytester) ->
         ["playground -- *", "    A fresh playground of the marked topology*"]
     )
 
+
+def _examples() -> list[str]:
+    """The ```python blocks of docs/testing.md."""
+    text = (Path(__file__).parent.parent / "docs" / "testing.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+@pytest.mark.parametrize("number", range(len(_examples())))
+def test_every_example_of_the_docs_runs(pytester: pytest.Pytester, number: int) -> None:
+    pytester.makepyfile(**{f"test_example{number}": _examples()[number]})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed", 0) >= 1 and set(outcomes) == {"passed"}, result.stdout.str()

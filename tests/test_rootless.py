@@ -1,9 +1,10 @@
-"""Rootless: an ordinary user runs up, exec, status and down without sudo.
+"""Rootless: an ordinary user runs up, exec, status and down without sudo,
+and a representative part of this test suite.
 
 The test makes a system user of its own, gives it a world-readable copy of
 netplay and its dependencies, found from their installed metadata (the
 test's own interpreter may live under a home directory that user cannot
-read), and drives the CLI as that user.
+read), and drives the CLI, then pytest with the plugin, as that user.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _dependencies(name: str) -> list[importlib.metadata.Distribution]:
 
 
 def _copy_packages(lib: Path) -> None:
-    """netplay's source and every file of its dependencies, as installed."""
+    """netplay's source and every file of its dependencies and of the test
+    runner's, as installed (their metadata too, so pytest finds its plugins)."""
     shutil.copytree(
         Path(netplay.__path__[0]), lib / "netplay", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -66,7 +68,16 @@ def _copy_packages(lib: Path) -> None:
 
 
 PYTHON = "/usr/bin/python3"
-RUNTIME = ("netplay",)
+RUNTIME = ("netplay", "pytest", "pytest-timeout")
+#: the part of the suite the user runs: the plugin (with the docs' examples), the
+#: network, link faults, and every engine through the conformance suite
+REPRESENTATIVE = (
+    "test_plugin.py",
+    "test_network.py",
+    "test_faults.py",
+    "test_engines.py",
+    "test_echo.py",
+)
 
 
 def _unprivileged_userns() -> bool:
@@ -232,3 +243,38 @@ def test_no_user_namespaces_left_is_one_sentence(user: tuple[str, Path]) -> None
     assert "user.max_user_namespaces" in stderr
     assert not Path(f"/tmp/netplay-{account.pw_uid}/book/state.json").exists()
 
+
+def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) -> None:
+    name, lib = user
+    uid = pwd.getpwnam(name).pw_uid
+    checkout = Path(__file__).parent.parent
+    tree = lib / "checkout"
+    shutil.copytree(
+        checkout / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copy(checkout / "pyproject.toml", tree)
+    (tree / "docs").mkdir()
+    shutil.copy(checkout / "docs" / "testing.md", tree / "docs")
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    env = [
+        "-u",
+        "NETPLAY_DATA_DIR",
+        f"PYTHONPATH={lib}",
+        "PYTEST_PLUGINS=netplay.testing._plugin",  # the copy has no entry point of its own
+    ]
+    argv = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"]
+    result = subprocess.run(
+        ["runuser", "-u", name, "--", "env", *env, *argv, *(f"tests/{t}" for t in REPRESENTATIVE)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tree,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
+    assert not Path(f"/tmp/netplay-{uid}").exists() or not any(
+        Path(f"/tmp/netplay-{uid}").iterdir()
+    )
+    assert _user_processes(uid) == []
