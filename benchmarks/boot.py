@@ -16,9 +16,9 @@ runs, each in a fresh process:
   namespace), and removed with ``ip -batch`` ``netns del``.  The floor makes
   no mount or UTS namespaces, no /etc files, no sysctls and no NAT.
 
-``book-network`` is book without its services (made from book.toml at run
-time), so that its "ready" is the network alone: namespaces, links,
-addresses, routes, NAT, /etc files, CA and certificates.
+``book-network`` is book without its services (``Playground.up("book",
+services=False)``), so that its "ready" is the network alone: namespaces,
+links, addresses, routes, NAT, /etc files, CA and certificates.
 
 Each figure is printed with its ratio to the floor and, where an issue sets
 one, its target.  Run as root:
@@ -36,11 +36,8 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
 
 from netplay import Playground
 from netplay.fabric import _netlink as nl
@@ -67,36 +64,20 @@ def mem_available_kib() -> int:
     raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def without_services(book: str) -> str:
-    """book.toml's text without its ``services = [...]`` entries."""
-    kept, depth = [], 0
-    for line in book.splitlines(keepends=True):
-        code = line.split("#", 1)[0]
-        if depth or code.startswith("services ="):
-            depth += code.count("[") - code.count("]")
-            continue
-        kept.append(line)
-    return "".join(kept)
-
-
-def resolve(spec: str, directory: str) -> str:
-    """A spec Playground.up takes: book-network becomes a TOML file in ``directory``."""
-    if spec != NETWORK_ONLY:
-        return spec
-    path = Path(directory) / f"{NETWORK_ONLY}.toml"
-    book = resources.files("netplay.topology").joinpath("book.toml").read_text(encoding="utf-8")
-    path.write_text(without_services(book), encoding="utf-8")
-    return str(path)
+def resolve(spec: str) -> tuple[str, bool]:
+    """The spec Playground.up takes, and whether with services."""
+    return ("book", False) if spec == NETWORK_ONLY else (spec, True)
 
 
 def measure_netplay(spec: str) -> dict[str, float]:
+    spec, services = resolve(spec)
     hosts = len(load(spec).hosts)
     name = f"bench{os.getpid()}"
     try:
         time.sleep(SETTLE_S)
         before = mem_available_kib()
         start = time.perf_counter()
-        pg = Playground.up(spec, name=name)
+        pg = Playground.up(spec, name=name, services=services)
         ready = time.perf_counter() - start
         time.sleep(SETTLE_S)
         held = before - mem_available_kib()
@@ -105,7 +86,7 @@ def measure_netplay(spec: str) -> dict[str, float]:
         down = time.perf_counter() - start
         time.sleep(SETTLE_S)
         start = time.perf_counter()
-        pg = Playground.up(spec, name=name)
+        pg = Playground.up(spec, name=name, services=services)
         again = time.perf_counter() - start
     finally:
         Playground.remove(name, purge=True)  # whatever happened: no playground, no CA left
@@ -176,7 +157,7 @@ def _batch(lines: list[str], netns: str | None = None) -> None:
 
 
 def measure_floor(spec: str) -> dict[str, float]:
-    topology = load(spec)
+    topology = load(resolve(spec)[0])
     prefix = f"npfloor{os.getpid()}-"
     main, inside = floor_commands(topology, prefix)
     names = [line.split()[2] for line in main if line.startswith("netns add")]
@@ -214,7 +195,7 @@ def median(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def rows(spec: str, path: str, ours: dict[str, float], floor: dict[str, float]) -> Iterator[str]:
+def rows(spec: str, ours: dict[str, float], floor: dict[str, float]) -> Iterator[str]:
     for key, label, unit, versus in (
         ("ready_s", "ready (new CA and certificates)", "s", "ready_s"),
         ("again_s", "ready (certificates kept)", "s", "ready_s"),
@@ -226,7 +207,8 @@ def rows(spec: str, path: str, ours: dict[str, float], floor: dict[str, float]) 
         ratio = f"{value / floor[versus]:.2f}x" if versus in floor and floor[versus] > 0 else "-"
         reference = f"{floor[versus]:.3f}" if versus in floor else "-"
         target = TARGETS.get((spec, key))
-        if key == "mib_per_host" and not any(h.services for h in load(path).hosts):
+        base, services = resolve(spec)
+        if key == "mib_per_host" and not (services and any(h.services for h in load(base).hosts)):
             target = MAX_MIB_PER_HOST  # an idle host: no services running in it
         verdict = "-" if target is None else ("ok" if value <= target else f"OVER {target}")
         yield f"{spec:<12} {label:<36} {value:>9.3f} {unit:<4} {reference:>9} {ratio:>7}  {verdict}"
@@ -250,13 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     header = ("topology", "figure", "netplay", "", "ip -batch", "ratio")
     print("{:<12} {:<36} {:>9} {:<4} {:>9} {:>7}  target".format(*header))
-    with tempfile.TemporaryDirectory() as directory:
-        for spec in args.specs:
-            path = resolve(spec, directory)
-            floor = median([run_one("floor", path) for _ in range(args.repeat)])
-            ours = median([run_one("netplay", path) for _ in range(args.repeat)])
-            for row in rows(spec, path, ours, floor):
-                print(row, flush=True)
+    for spec in args.specs:
+        floor = median([run_one("floor", spec) for _ in range(args.repeat)])
+        ours = median([run_one("netplay", spec) for _ in range(args.repeat)])
+        for row in rows(spec, ours, floor):
+            print(row, flush=True)
     return 0
 
 
