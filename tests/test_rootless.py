@@ -113,6 +113,7 @@ def user() -> Iterator[tuple[str, Path]]:
         shutil.rmtree(lib, ignore_errors=True)
         shutil.rmtree(f"/tmp/netplay-{uid}", ignore_errors=True)
         shutil.rmtree(_data_dir(uid), ignore_errors=True)
+        shutil.rmtree(f"/tmp/pytest-of-{name}", ignore_errors=True)  # its pytester runs
 
 
 def _kill_processes_of(uid: int) -> None:

@@ -84,6 +84,9 @@ def _owner(name: str) -> tuple[int, int] | None:
 
 
 def remove_session_data_dir(path: Path) -> None:
-    """Remove this session's data directory (only one named after this process)."""
+    """Remove this session's data directory (only one named after this process),
+    and the runtime directory it was in if nothing else is there now."""
     if _owner(path.name) == (os.getpid(), fabric.process(os.getpid()).start):
         shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
