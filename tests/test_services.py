@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -278,3 +280,30 @@ def test_bad_service_declarations_are_refused_before_anything_is_made(
         Playground.up(loads(text, source="bad.toml"), name=name)
     assert field in str(caught.value) and words in str(caught.value)
     assert not (Path("/run/netplay") / name).exists()
+
+
+ECHO_ONLY = loads(
+    """
+[hosts.server]
+services = [{ kind = "echo" }]
+[lans.lan.hosts]
+server = ["10.9.0.1/24"]
+"""
+)
+
+
+def test_services_hold_nothing_of_the_process_that_made_them(
+    playground_factory: Callable[..., Playground],
+) -> None:
+    """A socket the test process had open when it made the playground is not
+    held by the service's runner or server (the test can close it for good)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        ours = f"socket:[{os.fstat(listener.fileno()).st_ino}]"
+        pg = playground_factory(ECHO_ONLY)
+        server = pg.service("server/echo").pid
+        runner = pg.state.runners["server/echo"].pid
+        for pid in (runner, server):
+            held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+            assert ours not in held, f"pid {pid} holds the test's socket"

@@ -315,9 +315,10 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
         status = 1
         try:
             os.close(report_r)
+            null = os.open(os.devnull, os.O_RDWR)
+            _release_inherited(null, keep={null, report_w, log_fd})
             os.setsid()
             enter_host(paths, ctx.host)
-            null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
@@ -334,3 +335,17 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
     os.close(report_w)
     os.close(log_fd)
     return pid, report_r
+
+
+def _release_inherited(null: int, keep: set[int]) -> None:
+    """Let go of what the runner inherited from the process that made the
+    playground (its sockets, pipes and files: a test's listening socket, the
+    pipe a rootless playground's builder answers on), so that the runner and
+    its server hold none of them.  Each fd is pointed at /dev/null rather than
+    closed: a Python object of the parent's that still owns the number may
+    close it when it is collected, and must not close something else then."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):  # the listing's own, now closed
+                os.dup2(null, fd, inheritable=False)
