@@ -58,9 +58,24 @@ def test_nodata_nxdomain_refused() -> None:
     assert nodata.authority[0].rdtype == dns.rdatatype.SOA
     nx = ask("nosuch.example.com", "A")
     assert nx.rcode() == dns.rcode.NXDOMAIN and nx.authority[0].rdtype == dns.rdatatype.SOA
-    refused = ask("python.org", "A")
-    assert refused.rcode() == dns.rcode.REFUSED and not refused.flags & dns.flags.AA
-    assert not refused.flags & dns.flags.RA
+    refused = answer(dns.message.make_query("www.example.com", "A").to_wire(), {})
+    assert refused is not None
+    assert dns.message.from_wire(refused).rcode() == dns.rcode.REFUSED
+
+
+def test_the_playground_is_the_root_of_its_name_space() -> None:
+    """Names outside its zones do not exist (NXDOMAIN, the root's SOA), but
+    `com` does (example.com is under it), and so do the topology's sites."""
+    outside = ask("python.org", "A")
+    assert outside.rcode() == dns.rcode.NXDOMAIN and outside.flags & dns.flags.AA
+    assert not outside.flags & dns.flags.RA
+    (soa,) = outside.authority
+    assert soa.name == dns.name.root and soa.rdtype == dns.rdatatype.SOA
+    com = ask("com", "A")
+    assert com.rcode() == dns.rcode.NOERROR and not com.answer
+    assert texts(ask("httpbin.org", "A")) == ["10.130.1.4"]
+    assert texts(ask("maps.googleapis.com", "AAAA")) == ["fd6e:7000:130::4"]
+    assert ask("org", "A").rcode() == dns.rcode.NOERROR  # it has httpbin.org under it
 
 
 def test_ptr_for_every_address_of_every_host() -> None:
@@ -214,7 +229,9 @@ def test_dig_through_nat(book: Playground) -> None:
     assert "status: NOERROR" in full and "ANSWER: 0" in full and "flags: qr aa" in full
     assert "SOA" in full.split("AUTHORITY SECTION:")[1]
     assert "status: NXDOMAIN" in dig(book, "nosuch.example.com")
-    assert "status: REFUSED" in dig(book, "python.org")
+    outside = dig(book, "python.org")
+    assert "status: NXDOMAIN" in outside and "flags: qr aa rd;" in outside
+    assert ".\t\t\t300\tIN\tSOA\tbackbone.example.com." in outside
     assert "EDNS: version: 0, flags:; udp: " in dig(book, "+edns=0", "www.example.com")
     assert dig(book, "+tcp", "+short", "mail.example.com").split() == ["10.130.1.3"]
 

@@ -165,6 +165,38 @@ def test_broken_files_name_file_line_and_field(what: str, text: str, line: int, 
     assert words in message, message
 
 
+WEB = GOOD.replace("forward = true", 'forward = true\nservices = [{ kind = "http" }]')
+SITES = [
+    ("no such host", '[sites."a.test"]\nhost = "zz"\napp = "m:a"\n', "there is no host 'zz'"),
+    ("no web server", '[sites."a.test"]\nhost = "a"\napp = "m:a"\n', "no http or https"),
+    ("two things", '[sites."a.test"]\nhost = "b"\napp = "m:a"\nstatic = "d"\n', "one of app"),
+    ("nothing", '[sites."a.test"]\nhost = "b"\n', "one of app"),
+    ("not a domain", '[sites."a b"]\nhost = "b"\napp = "m:a"\n', "is not a domain name"),
+    ("bad app", '[sites."a.test"]\nhost = "b"\napp = "nocolon"\n', "module:attribute"),
+    ("bad url", '[sites."a.test"]\nhost = "b"\nredirect = "ftp://x"\n', "http:// or https://"),
+    ("unknown key", '[sites."a.test"]\nhost = "b"\nap = "m:a"\n', "unknown field"),
+]
+
+
+@pytest.mark.parametrize(("what", "site", "words"), SITES, ids=[s[0] for s in SITES])
+def test_bad_sites_are_named(what: str, site: str, words: str) -> None:
+    with pytest.raises(TopologyError) as info:
+        loads(WEB + site, source="sites.toml")
+    assert words in str(info.value) and "sites.a" in str(info.value), str(info.value)
+
+
+def test_sites_and_address_selection_load(tmp_path: Path) -> None:
+    text = 'address_selection = "ipv6-first"\n' + WEB
+    text += '[sites."A.test"]\nhost = "b"\nstatic = "files"\n'
+    (tmp_path / "t.toml").write_text(text)
+    topo = load(str(tmp_path / "t.toml"))
+    assert topo.address_selection == "ipv6-first"
+    (site,) = topo.sites
+    assert (site.name, site.host, site.static) == ("A.test", "b", str(tmp_path / "files"))
+    with pytest.raises(TopologyError, match="address_selection: 'ipv5' is not one of"):
+        loads('address_selection = "ipv5"\n' + GOOD)
+
+
 def test_missing_file_is_a_topology_error(tmp_path: Path) -> None:
     with pytest.raises(TopologyError, match="cannot read the file"):
         load(str(tmp_path / "nope.toml"))

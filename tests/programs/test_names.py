@@ -20,11 +20,11 @@ def test_connect_by_name_on_loopback() -> None:
 
 def test_connect_by_name_tries_every_address(book: Playground) -> None:
     good = program(book, "connect_by_name", "www", "80")
-    assert good.stdout == "IPv6 [fd6e:7000:130::4]:80 connected\n"
+    assert good.stdout == "IPv4 [10.130.1.4]:80 connected\n"  # RFC 6724: IPv4 before ULA
     closed = program(book, "connect_by_name", "www", "81")
     assert closed.stdout.splitlines() == [
-        "IPv6 [fd6e:7000:130::4]:81 failed: connection refused",
         "IPv4 [10.130.1.4]:81 failed: connection refused",
+        "IPv6 [fd6e:7000:130::4]:81 failed: connection refused",
     ]
     assert closed.returncode == 1 and closed.stderr.startswith("connect_by_name: could not")
     unknown = program(book, "connect_by_name", "nosuchhost.example.com", "80")
@@ -36,8 +36,8 @@ def test_canonical_names_and_confirmed_reverse_names(book: Playground) -> None:
     lines = said.splitlines()
     assert lines[:4] == [
         "smtp.example.com: canonical name mail.example.com",
-        "  address fd6e:7000:130::3",
         "  address 10.130.1.3",
+        "  address fd6e:7000:130::3",
         "10.130.1.4: www.example.com (confirmed)",
     ]
     # both modems are 192.168.1.1 inside their homes: its PTR records name both, and

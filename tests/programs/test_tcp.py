@@ -61,11 +61,13 @@ def test_tcp_sixteen_server_sees_the_nat_address(book: Playground) -> None:
     with server_in(book, "www", "tcp_sixteen") as said:
         v4 = client(book, "tcp_sixteen", "-4", "www")
         v6 = client(book, "tcp_sixteen", "-6", "www")
+        by_name = client(book, "tcp_sixteen", "www")
     assert v4.stdout.endswith("The server said b'Farewell, client'\n"), v4.stderr
-    assert v6.returncode == 0, v6.stderr
+    assert v6.returncode == 0 and by_name.returncode == 0, v6.stderr + by_name.stderr
     accepted = [line for line in said if line.startswith("We have accepted")]
     assert "('10.25.1.65'," in accepted[0]  # modemA: the connection crossed NAT
     assert "('fd6e:7000:25:a::11'," in accepted[1]  # IPv6 is not translated
+    assert "('10.25.1.65'," in accepted[2]  # by name: IPv4 first, as RFC 6724 orders them
     refused = client(book, "tcp_sixteen", "-4", "www", "-p", "1079")
     assert (refused.returncode, refused.stderr) == (1, "tcp_sixteen: connection refused\n")
 

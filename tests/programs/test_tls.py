@@ -39,7 +39,10 @@ def test_tls_inspect_reports_the_connection(book: Playground) -> None:
     assert fields["protocol"] == "TLSv1.3"
     assert fields["compression"] == "none"
     assert fields["key"] == "EC secp256r1 (256 bits)"
-    assert fields["names"] == "www.example.com, www, 10.130.1.4, fd6e:7000:130::4"
+    sites = "httpbin.org, maps.googleapis.com, nominatim.openstreetmap.org, example.org"
+    assert fields["names"] == (
+        f"www.example.com, www, {sites}, www.example.org, 10.130.1.4, fd6e:7000:130::4"
+    )  # its own names, the sites it serves, its addresses
     assert fields["matches"] == "yes (www.example.com)"
     assert fields["chain"] == f"CN=www.example.com,O=netplay <- CN=netplay {book.name} CA,O=netplay"
     assert " UTC to " in fields["valid"]

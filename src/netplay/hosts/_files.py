@@ -1,4 +1,5 @@
-"""The files a playground puts in its hosts: /etc/hosts, /etc/resolv.conf, CA bundles.
+"""The files a playground puts in its hosts: /etc/hosts, /etc/resolv.conf,
+/etc/gai.conf and CA bundles.
 
 They are written into the playground's etc directory and bind-mounted in
 each host's mount namespace only (:func:`netplay.fabric.build`), so the
@@ -6,7 +7,16 @@ machine's own /etc is never written.  With a DNS server, a host's
 /etc/hosts holds only localhost and its own name; without one, every
 host's name.  The CA bundles (copies of the machine's with the playground's
 CA added, from :func:`netplay.pki.bundles`) are mounted once, in the
-template every host's mount namespace is copied from.
+template every host's mount namespace is copied from, and so is
+/etc/gai.conf: how glibc orders the addresses of a name (RFC 6724).
+
+Without a policy table glibc ranks unique-local IPv6 (fc00::/7, which the
+book uses) above IPv4, so a client in h1 would reach www by IPv6, around
+the NAT the book is drawn to show.  RFC 6724's default policy ranks it
+below IPv4 (precedence 3 against 35), as current systems do; so, by
+default, names resolve IPv4 first and IPv6 is used where asked for
+(``-6``, an IPv6 literal, an AF_INET6 socket).  A topology may choose
+``ipv4-first`` or ``ipv6-first`` instead (``address_selection``).
 """
 
 from __future__ import annotations
@@ -18,6 +28,31 @@ from netplay.fabric import Mount, Paths, remove_path
 from netplay.topology import Topology
 
 RESOLV_CONF = "resolv.conf"
+GAI_CONF = "gai.conf"
+MACHINE_GAI_CONF = Path("/etc/gai.conf")
+
+# RFC 6724, section 2.1: the default policy table (prefix, precedence, label)
+POLICY = (
+    ("::1/128", 50, 0),
+    ("::/0", 40, 1),
+    ("::ffff:0:0/96", 35, 4),
+    ("2002::/16", 30, 2),
+    ("2001::/32", 5, 5),
+    ("fc00::/7", 3, 13),
+    ("::/96", 1, 3),
+    ("fec0::/10", 1, 11),
+    ("3ffe::/16", 1, 12),
+)
+RAISED = {"ipv4-first": ("::ffff:0:0/96", 100), "ipv6-first": ("fc00::/7", 45)}
+
+
+def gai_conf(selection: str) -> str:
+    """The /etc/gai.conf of an ``address_selection`` (see the module's docstring)."""
+    raised = dict([RAISED[selection]]) if selection in RAISED else {}
+    lines = [f"# netplay: RFC 6724's default policy table ({selection})"]
+    lines += [f"precedence {prefix} {raised.get(prefix, p)}" for prefix, p, _label in POLICY]
+    lines += [f"label {prefix} {label}" for prefix, _p, label in POLICY]
+    return "\n".join(lines) + "\n"
 
 
 def write_files(
@@ -39,7 +74,12 @@ def write_files(
             hosts_file = etc / f"hosts.{host.name}"
             hosts_file.write_text(topology.etc_hosts_of(host.name))
         mounts[host.name] = [(hosts_file, Path("/etc/hosts")), (resolv, Path("/etc/resolv.conf"))]
-    return mounts, list(pki.bundles(ca_pem, etc))
+    template = list(pki.bundles(ca_pem, etc))
+    if MACHINE_GAI_CONF.is_file():  # a bind mount needs a file to cover (Debian has one)
+        gai = etc / GAI_CONF
+        gai.write_text(gai_conf(topology.address_selection))
+        template.append((gai, MACHINE_GAI_CONF))
+    return mounts, template
 
 
 def remove_files(paths: Paths) -> None:
@@ -48,5 +88,5 @@ def remove_files(paths: Paths) -> None:
     if not etc.is_dir():
         return
     own = [*etc.glob("hosts.*"), *etc.glob("trust*.pem")]
-    for path in (etc / "hosts", *sorted(own), etc / RESOLV_CONF, etc):
+    for path in (etc / "hosts", *sorted(own), etc / RESOLV_CONF, etc / GAI_CONF, etc):
         remove_path(path)

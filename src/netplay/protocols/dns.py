@@ -9,8 +9,10 @@ explicitly (``from netplay.protocols.dns import answer``).  ``zones`` maps
 each zone's origin to its zone, as :func:`netplay.topology.dns_zones` makes them.
 What it guarantees:
 
-- authoritative answers (AA) from our zones only; REFUSED for any other
-  name (no recursion: nothing ever leaves the playground);
+- authoritative answers (AA) from our zones only; REFUSED for a name no
+  zone holds (no recursion: nothing ever leaves the playground).  The
+  playground's zones include the root, so every name is answered, and
+  one that does not exist is NXDOMAIN;
 - NXDOMAIN for names that do not exist, NODATA (NOERROR, empty answer) for
   names that exist without that type, both with the zone's SOA in the
   authority section; empty non-terminals are names that exist;

@@ -17,6 +17,7 @@ from netplay.topology._model import (
     Network,
     Route,
     Service,
+    Site,
     Topology,
     check,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Network",
     "Route",
     "Service",
+    "Site",
     "Topology",
     "Zones",
     "aliases",

@@ -27,13 +27,15 @@ from netplay.topology._model import (
     Network,
     Route,
     Service,
+    Site,
     Topology,
     check,
 )
 
 T = TypeVar("T")
 
-_TOP_KEYS = {"name", "domain", "hosts", "lans", "links", "dns"}
+_TOP_KEYS = {"name", "domain", "hosts", "lans", "links", "dns", "sites", "address_selection"}
+_SITE_KEYS = {"host", "app", "static", "redirect"}
 _DNS_KEYS = {"records", "zones"}
 _HOST_KEYS = {"forward", "nat", "routes", "services"}
 _NET_KEYS = {"mtu", "hosts"}
@@ -71,11 +73,20 @@ def _read(spec: str) -> tuple[Topology, str | None]:
         raise TopologyError(f"cannot read the file ({exc.strerror})", source=spec) from exc
     except UnicodeDecodeError as exc:
         raise TopologyError("the file is not UTF-8 text", source=spec) from exc
-    return loads(text, source=spec, default_name=path.stem), text
+    return loads(text, source=spec, default_name=path.stem, directory=path.parent), text
 
 
-def loads(text: str, *, source: str = "<string>", default_name: str = "topology") -> Topology:
-    """Parse and check a TOML topology; errors name ``source`` and the line."""
+def loads(
+    text: str,
+    *,
+    source: str = "<string>",
+    default_name: str = "topology",
+    directory: Path | None = None,
+) -> Topology:
+    """Parse and check a TOML topology; errors name ``source`` and the line.
+
+    A site's relative ``static`` directory is relative to ``directory`` (the
+    topology file's), or to the working directory."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -87,7 +98,7 @@ def loads(text: str, *, source: str = "<string>", default_name: str = "topology"
             field="syntax",
         ) from exc
     try:
-        topology = _build(data, default_name)
+        topology = _build(data, default_name, directory or Path.cwd())
         check(topology)
     except TopologyError as exc:
         raise TopologyError(
@@ -117,7 +128,7 @@ def _table(value: object, where: str, allowed: set[str] | None = None) -> Mappin
     return table
 
 
-def _build(data: Mapping[str, Any], default_name: str) -> Topology:
+def _build(data: Mapping[str, Any], default_name: str, directory: Path) -> Topology:
     _table(data, "", _TOP_KEYS)
     name = _want(data.get("name", default_name), str, "name", "a string")
     domain = data.get("domain")
@@ -131,6 +142,9 @@ def _build(data: Mapping[str, Any], default_name: str) -> Topology:
         for net_name, value in _table(data.get(kind + "s", {}), kind + "s").items():
             networks.append(_network(kind, net_name, value, counters))
     records, zones = _dns(_table(data.get("dns", {}), "dns", _DNS_KEYS))
+    selection = _want(
+        data.get("address_selection", "rfc6724"), str, "address_selection", "a string"
+    )
     return Topology(
         name=name,
         domain=domain,
@@ -138,7 +152,24 @@ def _build(data: Mapping[str, Any], default_name: str) -> Topology:
         networks=tuple(networks),
         records=records,
         zones=zones,
+        sites=tuple(
+            _site(n, _table(v, f"sites.{n}", _SITE_KEYS), directory)
+            for n, v in _table(data.get("sites", {}), "sites").items()
+        ),
+        address_selection=selection,
     )
+
+
+def _site(name: str, table: Mapping[str, Any], directory: Path) -> Site:
+    where = f"sites.{name}"
+    values = {
+        key: _want(table[key], str, f"{where}.{key}", "a string")
+        for key in _SITE_KEYS
+        if key in table
+    }
+    if "static" in values:
+        values["static"] = str(directory / values["static"])  # an absolute one stays as it is
+    return Site(name=name, **values)
 
 
 def _records(value: object, where: str) -> tuple[str, ...]:
@@ -285,7 +316,10 @@ def from_source(source: Source) -> Topology:
     if source.data is not None:
         topology = from_data(Topology, source.data)
     elif source.text is not None:
-        topology = loads(source.text, source=source.spec, default_name=Path(source.spec).stem)
+        spec = Path(source.spec)
+        topology = loads(
+            source.text, source=source.spec, default_name=spec.stem, directory=spec.parent
+        )
     else:
         topology = load(source.spec)
     return topology if source.services else topology.without_services()

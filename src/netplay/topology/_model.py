@@ -29,6 +29,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
+SITE_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+APP_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 MIN_MTU = 1280  # IPv6's minimum; every network here is dual-stack capable
 MAX_MTU = 65535
 
@@ -116,6 +118,26 @@ class Network:
         return None
 
 
+ADDRESS_SELECTIONS = ("rfc6724", "ipv4-first", "ipv6-first")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Site:
+    """A site of the outside world, by its real name, served inside the playground.
+
+    ``host`` (its web server: a host with an http or https service) answers
+    for ``name``; the DNS server gives the name that host's addresses and its
+    certificate names it.  It serves exactly one of: ``app``, a WSGI
+    application as ``module:attribute``; ``static``, a directory of files;
+    ``redirect``, a URL that every request is sent on to (its path appended)."""
+
+    name: str
+    host: str = "www"
+    app: str | None = None
+    static: str | None = None
+    redirect: str | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Topology:
     """A whole playground: hosts, networks and the DNS domain of its names."""
@@ -128,6 +150,11 @@ class Topology:
     records: tuple[str, ...] = ()
     #: further zones the DNS server is authoritative for: origin -> records
     zones: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False, hash=False)
+    #: the outside world's sites, by their real names, served by hosts of the playground
+    sites: tuple[Site, ...] = ()
+    #: how hosts order the addresses of a name (their /etc/gai.conf): RFC 6724's
+    #: default policy (IPv4 ahead of unique-local IPv6), or IPv4 or IPv6 first
+    address_selection: str = "rfc6724"
 
     def without_services(self) -> Topology:
         """The same network with no service declared (so names resolve through /etc/hosts)."""
@@ -234,6 +261,44 @@ def check(topology: Topology) -> None:
     index = topology.by_host()
     for host in topology.hosts:
         _check_host(topology, host, index[host.name])
+    if topology.address_selection not in ADDRESS_SELECTIONS:
+        raise TopologyError(
+            f"{topology.address_selection!r} is not one of {', '.join(ADDRESS_SELECTIONS)}",
+            field="address_selection",
+        )
+    _check_sites(topology)
+
+
+def _check_sites(topology: Topology) -> None:
+    seen: set[str] = set()
+    hosts = {h.name: h for h in topology.hosts}
+    for site in topology.sites:
+        where = f"sites.{site.name}"
+        name = site.name.casefold()
+        labels = name.rstrip(".").split(".")
+        if len(labels) < 2 or not all(SITE_LABEL_RE.match(label) for label in labels):
+            raise TopologyError(f"{site.name!r} is not a domain name", field=where)
+        if name in seen:
+            raise TopologyError(f"the site {site.name!r} is declared twice", field=where)
+        seen.add(name)
+        host = hosts.get(site.host)
+        if host is None:
+            raise TopologyError(
+                f"there is no host {site.host!r} to serve it", field=f"{where}.host"
+            )
+        if not any(s.kind in ("http", "https") for s in host.services):
+            raise TopologyError(
+                f"{site.host} has no http or https service to serve it", field=f"{where}.host"
+            )
+        given = [k for k in ("app", "static", "redirect") if getattr(site, k) is not None]
+        if len(given) != 1:
+            raise TopologyError("a site serves one of app, static or redirect", field=where)
+        if site.app is not None and not APP_RE.match(site.app):
+            raise TopologyError(f"{site.app!r} is not module:attribute", field=f"{where}.app")
+        if site.redirect is not None and not site.redirect.startswith(("http://", "https://")):
+            raise TopologyError(
+                "a redirect is an http:// or https:// URL", field=f"{where}.redirect"
+            )
 
 
 def _check_network(net: Network, hosts: set[str], seen: set[str]) -> None:

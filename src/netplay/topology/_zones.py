@@ -9,7 +9,12 @@ Zones:
 - reverse zones for every address of every host: one per IPv4 /16
   (``25.10.in-addr.arpa``) and per IPv6 /32 (``0.0.0.7.e.6.d.f.ip6.arpa``),
   with a PTR to the host's full name;
-- the further zones of ``[dns.zones]``, each with its own SOA and NS.
+- the further zones of ``[dns.zones]``, each with its own SOA and NS;
+- the root zone: the playground is an Internet of its own, so every name
+  outside the zones above does not exist (NXDOMAIN, with the root's SOA);
+  it delegates each zone above (so ``com`` exists, having example.com), and
+  holds the names of the topology's sites that no zone above holds, with
+  the addresses of the host serving each.
 
 :func:`aliases` reads the forward zones back: every name that leads to an
 address, which is what a host's certificate must name.
@@ -105,6 +110,17 @@ def dns_zones(topology: Topology) -> Zones:
         extra = dns.name.from_text(text)
         zones[extra] = _new_zone(extra, server)
         _add_records(zones[extra], records, f"dns.zones.{text}.records")
+    root = _new_zone(dns.name.root, server)
+    for delegated in zones:  # so that `com` exists (it has example.com under it)
+        _add(root, delegated.relativize(dns.name.root), "NS", str(server))
+    zones[dns.name.root] = root
+    by_depth = sorted(zones, key=len, reverse=True)  # the zone a name is in: the longest origin
+    for site in topology.sites:
+        name = dns.name.from_text(site.name)
+        holder = next(o for o in by_depth if name.is_subdomain(o))
+        for address in topology.primary_addresses(site.host):
+            kind = "A" if address.version == 4 else "AAAA"
+            _add(zones[holder], name.relativize(holder), kind, str(address))
     return zones
 
 

@@ -9,7 +9,12 @@
 - mounted WSGI applications: the ``apps`` option of the www services maps a
   path prefix to ``module:attribute`` (``{"/apps/demo" =
   "wsgiref.simple_server:demo_app"}``), passed in NETPLAY_WWW_APPS;
-- everything else: the httpbin API (``/get``, ``/post``, ``/status/418``, ...).
+- everything else: the httpbin API (``/get``, ``/post``, ``/status/418``, ...);
+- but a request for one of the host's sites by name (its Host header) goes
+  to that site's application (:mod:`netplay.www._sites`; the sites are
+  passed in NETPLAY_WWW_SITES).  The applications the book's sites use are
+  here: ``httpbin``, ``site`` (the static site and its search alone),
+  ``google_geocoding`` and ``nominatim``.
 
 Served over a dual-stack socket, an IPv4 client appears as
 ``::ffff:10.25.1.65``; the application sees ``10.25.1.65``, as it would
@@ -18,17 +23,36 @@ over IPv4.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from netplay.www._types import APPS_VARIABLE, SITE
+from netplay.www._types import APPS_VARIABLE, SITE, SITES_VARIABLE
+
+# imported on use: httpbin and Flask cost a quarter of a second
+_LAZY = {
+    "app": "netplay.www._app",
+    "site": "netplay.www._app",
+    "httpbin": "httpbin",
+    "google_geocoding": "netplay.www._sites",
+    "nominatim": "netplay.www._sites",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "app":  # imported on use: httpbin and Flask cost a quarter of a second
-        from netplay.www._app import app
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    found = getattr(importlib.import_module(module), "app" if name == "httpbin" else name)
+    return found
 
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-__all__ = ["APPS_VARIABLE", "SITE", "app"]
+__all__ = [
+    "APPS_VARIABLE",
+    "SITE",
+    "SITES_VARIABLE",
+    "app",
+    "google_geocoding",
+    "httpbin",
+    "nominatim",
+    "site",
+]

@@ -1,4 +1,4 @@
-"""The application www serves (see :mod:`netplay.www`)."""
+"""The application www serves (see :mod:`netplay.www`), and the sites it answers for."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ from urllib.parse import parse_qs
 
 from httpbin import app as httpbin
 
-from netplay.www import _static
+from netplay.www import _sites, _static
 from netplay.www._geocode import geocode
-from netplay.www._types import APPS_VARIABLE, SITE, StartResponse, WSGIApp, WSGIEnvironment
+from netplay.www._types import (
+    APPS_VARIABLE,
+    SITE,
+    SITES_VARIABLE,
+    StartResponse,
+    WSGIApp,
+    WSGIEnvironment,
+)
 
 _MAPPED = "::ffff:"
 _TAG = re.compile(r"<[^>]+>")
@@ -24,15 +31,40 @@ _TITLE = re.compile(r"<title>(.*?) - ", re.S)
 _FILES = _static.load(SITE)
 
 
+def _imported(target: str) -> WSGIApp:
+    module, _, attribute = target.partition(":")
+    found: WSGIApp = getattr(importlib.import_module(module), attribute)
+    return found
+
+
 @functools.cache
 def _mounts() -> dict[str, WSGIApp]:
     """The mounted applications, imported once per worker."""
     wanted: dict[str, str] = json.loads(os.environ.get(APPS_VARIABLE) or "{}")
-    mounted = {}
-    for prefix, target in wanted.items():
-        module, _, attribute = target.partition(":")
-        mounted[prefix.rstrip("/")] = getattr(importlib.import_module(module), attribute)
-    return mounted
+    return {prefix.rstrip("/"): _imported(target) for prefix, target in wanted.items()}
+
+
+@functools.cache
+def _site_apps() -> dict[str, WSGIApp]:
+    """Site name -> its application, made once per worker."""
+    wanted: dict[str, dict[str, str]] = json.loads(os.environ.get(SITES_VARIABLE) or "{}")
+    found = {}
+    for name, serves in wanted.items():
+        if "app" in serves:
+            found[name] = _imported(serves["app"])
+        elif "static" in serves:
+            found[name] = _sites.static(serves["static"])
+        else:
+            found[name] = _sites.redirect(serves["redirect"])
+    return found
+
+
+def _host(environ: WSGIEnvironment) -> str:
+    """The name the client asked for, without a port or a final dot."""
+    host = str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "").casefold()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rsplit(":", 1)[0].rstrip(".")
 
 
 @functools.cache
@@ -70,11 +102,29 @@ def search(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[
     return [body]
 
 
+def site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The site alone: its pages and its search, 404 for anything else."""
+    path = environ.get("PATH_INFO", "/")
+    if path == "/search":
+        return search(environ, start_response)
+    file = _FILES.get("/index.html" if path == "/" else path)
+    if file is not None:
+        return _static.serve(file, environ, start_response)
+    body = b"not found\n"
+    start_response(
+        "404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    """The application www serves."""
+    """The application www serves: a site's, if the client asked for one by name."""
     remote = environ.get("REMOTE_ADDR", "")
     if remote.startswith(_MAPPED) and "." in remote:
         environ["REMOTE_ADDR"] = remote[len(_MAPPED) :]
+    other = _site_apps().get(_host(environ))
+    if other is not None:
+        return other(environ, start_response)
     path = environ.get("PATH_INFO", "/")
     if path == "/geocode":
         return geocode(environ, start_response)

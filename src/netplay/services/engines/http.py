@@ -1,4 +1,5 @@
-"""The ``http`` and ``https`` kinds, served by granian: www's application (:mod:`netplay.www`).
+"""The ``http`` and ``https`` kinds, served by granian: www's application (:mod:`netplay.www`),
+and the sites of the topology that the host serves (answered by Host name).
 
 granian (a Rust HTTP server for Python applications, built on hyper) was
 chosen by measurement (docs/dependencies.md): it answers a malformed
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 
 from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
-from netplay.www import APPS_VARIABLE
+from netplay.www import APPS_VARIABLE, SITES_VARIABLE
 
 HEADER_BUFFER = 16 * 1024  # headers larger than this get 431
 HEADER_TIMEOUT_MS = 5_000  # a client has this long to send its headers
@@ -53,6 +54,17 @@ class GranianEngine(Engine):
             cert, key = ctx.pki.server(ctx.host)
             settings.update(ssl_cert=cert, ssl_key=key, ssl_protocol_min="tls1.2")
         apps = json.dumps(ctx.option("apps", {}))
+        sites = json.dumps(
+            {
+                site.name.casefold().rstrip("."): {
+                    key: value
+                    for key in ("app", "static", "redirect")
+                    if (value := getattr(site, key)) is not None
+                }
+                for site in ctx.topology.sites
+                if site.host == ctx.host
+            }
+        )
 
         def serve() -> None:
             # granian itself, in the forked server process: no interpreter to start.  The
@@ -62,6 +74,7 @@ class GranianEngine(Engine):
             from granian.http import HTTP1Settings
 
             os.environ[APPS_VARIABLE] = apps
+            os.environ[SITES_VARIABLE] = sites
             from netplay.www import app  # noqa: F401
 
             http1 = HTTP1Settings(

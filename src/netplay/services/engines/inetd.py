@@ -1,17 +1,23 @@
 """The ``inetd`` kind, built in: a command per connection, as inetd runs one.
 
-Options: ``command`` (an argv list) and ``mode``:
+Options: ``command`` (an argv list), ``family`` and ``mode``:
 
-- ``nowait``: for every connection accepted, a new process runs the command
-  with the connection as its stdin and stdout (stderr goes to the service's
-  log), so many clients are served at once; at most ``max_children`` (64)
-  run together, further connections waiting in the listen queue;
-- ``wait``: when a connection arrives, one process is started with the
-  listening socket itself as stdin and stdout, and accepts connections on
-  its own; the next one starts after it exits.
+- ``family``: as inetd.conf says it: ``tcp`` (IPv4), ``tcp6`` (IPv6), or
+  ``tcp46`` (the default: both, as two listening sockets, one per family).
+  The socket a command is handed is of its listener's family, so a program
+  written for an IPv4 inetd line (``socket.fromfd(0, AF_INET, ...)``) reads
+  an IPv4 peer address, never an IPv4-mapped IPv6 one;
+- ``mode = "nowait"``: for every connection accepted, a new process runs
+  the command with the connection as its stdin and stdout (stderr goes to
+  the service's log), so many clients are served at once; at most
+  ``max_children`` (64) run together, further connections waiting in the
+  listen queue;
+- ``mode = "wait"``: when a connection arrives on a listener, one process
+  is started with that listening socket itself as stdin and stdout, and
+  accepts connections on its own; the next one starts after it exits.
 
 The command sees the client in TCPREMOTEIP and TCPREMOTEPORT (as
-ucspi-tcp's tcpserver sets them).  IPv6 and IPv4 clients alike.
+ucspi-tcp's tcpserver sets them).
 """
 
 from __future__ import annotations
@@ -21,14 +27,19 @@ import os
 import select
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
-from netplay.services._base import Context, Engine, Start
+from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
 
 MAX_CHILDREN = 64
+FAMILIES = {
+    "tcp": (socket.AF_INET,),
+    "tcp6": (socket.AF_INET6,),
+    "tcp46": (socket.AF_INET, socket.AF_INET6),
+}
 
 
 def _exec(command: list[str], fd: int, env: Mapping[str, str]) -> None:
@@ -39,7 +50,18 @@ def _exec(command: list[str], fd: int, env: Mapping[str, str]) -> None:
     os.execvpe(command[0], command, {**os.environ, **env})
 
 
-def _nowait(sock: socket.socket, command: list[str], limit: int) -> None:
+def _listen(family: socket.AddressFamily, port: int) -> socket.socket:
+    """A listener on every address of one family (an IPv6 one takes IPv6 only)."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    sock.listen(1024)
+    return sock
+
+
+def _nowait(listeners: Sequence[socket.socket], command: list[str], limit: int) -> None:
     children: set[int] = set()
 
     def reap(_sig: int = 0, _frame: object = None) -> None:
@@ -57,26 +79,29 @@ def _nowait(sock: socket.socket, command: list[str], limit: int) -> None:
         while len(children) >= limit:
             with contextlib.suppress(ChildProcessError):
                 children.discard(os.waitpid(-1, 0)[0])
-        conn, peer = sock.accept()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - becomes the command
-            try:
-                sock.close()
-                host = peer[0].removeprefix("::ffff:") if "." in peer[0] else peer[0]
-                _exec(command, conn.fileno(), {"TCPREMOTEIP": host, "TCPREMOTEPORT": str(peer[1])})
-            finally:
-                os._exit(127)
-        children.add(pid)
-        conn.close()
+        ready, _, _ = select.select(listeners, [], [])
+        for listener in ready:
+            conn, peer = listener.accept()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - becomes the command
+                try:
+                    for sock in listeners:
+                        sock.close()
+                    remote = {"TCPREMOTEIP": peer[0], "TCPREMOTEPORT": str(peer[1])}
+                    _exec(command, conn.fileno(), remote)
+                finally:
+                    os._exit(127)
+            children.add(pid)
+            conn.close()
 
 
-def _wait(sock: socket.socket, command: list[str]) -> None:
+def _wait(listeners: Sequence[socket.socket], command: list[str]) -> None:
     while True:
-        select.select([sock], [], [])
+        ready, _, _ = select.select(listeners, [], [])
         pid = os.fork()
         if pid == 0:  # pragma: no cover - becomes the command
             try:
-                _exec(command, sock.fileno(), {})
+                _exec(command, ready[0].fileno(), {})
             finally:
                 os._exit(127)
         os.waitpid(pid, 0)
@@ -86,6 +111,7 @@ class InetdEngine(Engine):
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
         "command": list,
         "mode": str,
+        "family": str,
         "max_children": int,
     }
     example: ClassVar[Mapping[str, Any]] = {"ports": [7], "command": ["cat"]}
@@ -99,31 +125,54 @@ class InetdEngine(Engine):
             )
         if ctx.option("mode", "nowait") not in ("wait", "nowait"):
             raise TopologyError("mode is 'wait' or 'nowait'", field=f"{where}.mode")
+        family = ctx.option("family", "tcp46")
+        if family not in FAMILIES:
+            raise TopologyError(
+                f"family is one of {', '.join(FAMILIES)} (IPv4, IPv6, both)",
+                field=f"{where}.family",
+            )
+        if not self._addresses(ctx):
+            raise TopologyError(
+                f"{ctx.host} has no address of the family {family}", field=f"{where}.family"
+            )
         if len(self.ports(ctx)) != 1:
             raise TopologyError("an inetd service listens on one port", field=f"{where}.ports")
+
+    def _addresses(self, ctx: Context) -> list[str]:
+        """The host's addresses of the service's families, IPv4 first."""
+        families = FAMILIES[ctx.option("family", "tcp46")]
+        versions = [4 if f == socket.AF_INET else 6 for f in families]
+        found = ctx.topology.primary_addresses(ctx.host)
+        return [str(a) for v in versions for a in found if a.version == v]
 
     def start(self, ctx: Context) -> Start:
         port = self.ports(ctx)[0]
         command = list(ctx.option("command", []))
         mode = ctx.option("mode", "nowait")
+        families = FAMILIES[ctx.option("family", "tcp46")]
         limit = int(ctx.option("max_children", MAX_CHILDREN))
 
         def run() -> None:
-            sock = socket.create_server(
-                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=1024
-            )
+            listeners = [_listen(family, port) for family in families]
             if mode == "wait":
-                _wait(sock, command)
+                _wait(listeners, command)
             else:
-                _nowait(sock, command, limit)
+                _nowait(listeners, command, limit)
 
         return run
 
     def health(self, ctx: Context, timeout: float) -> None:
-        with contextlib.closing(
-            socket.create_connection((ctx.address, self.ports(ctx)[0]), timeout=timeout)
-        ):
-            pass
+        """A connection to each family it listens on (its command's protocol is unknown)."""
+        for address in self._addresses(ctx):
+            try:
+                socket.create_connection((address, self.ports(ctx)[0]), timeout=timeout).close()
+            except OSError as exc:
+                raise HealthError(f"no connection to {address}: {exc}") from exc
+
+    def listens(self, ctx: Context) -> list[str]:
+        port = self.ports(ctx)[0]
+        families = FAMILIES[ctx.option("family", "tcp46")]
+        return [f"{'tcp' if f == socket.AF_INET else 'tcp6'}/{port}" for f in families]
 
 
 register("inetd", "builtin", InetdEngine())
