@@ -174,3 +174,36 @@ def test_console_end_of_input_tears_down() -> None:
     assert result.returncode == 0, result.stderr
     assert "h2\n" in result.stdout
     assert name not in netplay("list").stdout
+
+
+def test_debug_anywhere_keeps_the_exit_status() -> None:
+    for args in (
+        ["--debug", "status", "--name", "nosuch"],
+        ["status", "--name", "nosuch", "--debug"],
+    ):
+        result = netplay(*args)
+        assert result.returncode == 8, result.stderr  # not running, as without --debug
+        assert "Traceback" in result.stderr and result.stderr.rstrip().endswith(
+            "(start one with: netplay up --detach)"
+        )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["up", "--name", ""],
+        ["down", "--name", ""],
+        ["logs", "www/http", "-n", "-5"],
+    ],
+)
+def test_misuses_are_refused_in_one_sentence(args: list[str]) -> None:
+    result = netplay(*args)
+    assert result.returncode == 2, result.stderr
+    one_line_error(result)
+
+
+@pytest.mark.needs_playground
+def test_a_link_of_a_host_to_itself_is_refused(cli_playground: str) -> None:
+    result = netplay("link", "--name", cli_playground, "h1", "h1", "--loss", "5%")
+    assert result.returncode == 2
+    assert "h1 and h1 are one" in one_line_error(result)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import struct
 import subprocess
 from collections.abc import Iterator
+from importlib import resources
 
 import dns.flags
 import dns.message
@@ -17,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netplay import Playground, TopologyError
-from netplay.protocols.dns import CACHE_ENTRIES, CACHE_MAX_BYTES, Answers, answer
+from netplay.protocols.dns import CACHE_BUDGET, CACHE_MAX_BYTES, Answers, answer
+from netplay.services.engines import dns as dns_engine
 from netplay.topology import Topology, dns_zones, load, loads
 
 BOOK = dns_zones(load("book"))
@@ -171,14 +174,30 @@ def test_remembered_answers_equal_fresh_ones_whatever_the_id() -> None:
                 assert dns.message.from_wire(remembered) == dns.message.from_wire(fresh)
 
 
+def _kept_bytes(answers: Answers) -> int:
+    return sum(len(query) + len(reply) for (query, _tcp), reply in answers._kept.items())
+
+
 def test_remembered_answers_are_bounded() -> None:
     answers = Answers(BOOK)
-    for i in range(CACHE_ENTRIES + 500):
+    for i in range(20_000):  # distinct names: far more than the budget holds
         answers(dns.message.make_query(f"h{i}.example.com", "A").to_wire())
-    assert len(answers._kept) == CACHE_ENTRIES
+    assert 0 < _kept_bytes(answers) <= CACHE_BUDGET
+    assert _kept_bytes(answers) == answers._size
     huge = dns.message.make_query("www.example.com", "A").to_wire() + bytes(CACHE_MAX_BYTES)
     answers(huge)
     assert all(len(key[0]) < CACHE_MAX_BYTES for key in answers._kept)
+
+
+def test_malformed_queries_are_not_remembered() -> None:
+    """A flood of distinct malformed queries (FORMERR) costs no memory."""
+    answers = Answers(BOOK)
+    rng = random.Random(7)
+    for _ in range(5_000):
+        junk = bytes(rng.randrange(256) for _ in range(rng.randint(12, 600)))
+        answers(junk[:2] + bytes([junk[2] & 0x7F]) + junk[3:])  # queries (QR clear), broken
+    kept = {dns.message.from_wire(b"\0\0" + reply).rcode() for reply in answers._kept.values()}
+    assert kept <= {dns.rcode.NOERROR, dns.rcode.NXDOMAIN}
 
 
 def test_bad_record_names_its_field() -> None:
@@ -299,6 +318,73 @@ for size in (0, 1, 70000):
     assert _tcp_queries(book, ["mail.example.com"]) == ["10.130.1.3"]
 
 
+async def _open(port: int, client: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(client, 0))
+
+
+async def _ask(port: int, client: str) -> list[str]:
+    reader, writer = await _open(port, client)
+    query = dns.message.make_query("www.example.com", "A").to_wire()
+    writer.write(len(query).to_bytes(2, "big") + query)
+    size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 5), "big")
+    reply = dns.message.from_wire(await reader.readexactly(size))
+    writer.close()
+    await writer.wait_closed()
+    return [rr.to_text() for rrset in reply.answer for rr in rrset]
+
+
+async def _closed(reader: asyncio.StreamReader) -> bool:
+    """Whether the server has closed this idle connection (it sends nothing else)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), 0.5) == b""
+    except TimeoutError:
+        return False
+
+
+def _idle_clients_scenario(
+    monkeypatch: pytest.MonkeyPatch, limit: int, clients: list[str]
+) -> tuple[list[str], int]:
+    monkeypatch.setattr(dns_engine, "MAX_CONNECTIONS", limit)
+
+    async def scenario() -> tuple[list[str], int]:
+        tcp = dns_engine._Tcp(Answers(BOOK))
+        server = await asyncio.start_server(tcp.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        idle = [await _open(port, client) for client in clients]
+        await asyncio.sleep(0.1)  # the server takes them all before the question
+        answered = await _ask(port, "127.0.0.9")
+        closed = sum(await asyncio.gather(*(_closed(reader) for reader, _writer in idle)))
+        for _reader, writer in idle:  # the rest end too, and the server with them
+            writer.close()
+            await writer.wait_closed()
+        while tcp.last:
+            await asyncio.sleep(0.01)
+        server.close()
+        await server.wait_closed()
+        return answered, closed
+
+    return asyncio.run(scenario())
+
+
+def test_a_client_s_idle_connections_make_room_for_its_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """40 idle connections from one client: the idlest beyond 16 are closed, one by
+    one, as new ones come, and its next question is answered."""
+    answered, closed = _idle_clients_scenario(monkeypatch, 256, ["127.0.0.2"] * 40)
+    assert answered == ["10.130.1.4"]
+    assert closed == 40 - dns_engine.MAX_PER_CLIENT
+
+
+def test_when_all_connections_are_taken_the_idlest_makes_room(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answered, closed = _idle_clients_scenario(
+        monkeypatch, 8, [f"127.0.0.{10 + i}" for i in range(8)]
+    )
+    assert answered == ["10.130.1.4"] and closed == 1
+
+
 @pytest.mark.netplay_topology(many_records_topology())
 def test_truncated_over_udp_then_retried_over_tcp(playground: Playground) -> None:
     client = playground.host("client")
@@ -312,3 +398,12 @@ def test_truncated_over_udp_then_retried_over_tcp(playground: Playground) -> Non
 def test_no_dns_without_a_dns_host() -> None:
     assert dns_zones(load("line:3")) == {}
     assert "nameserver" not in load("line:3").etc_resolv_conf()
+
+
+def test_a_cname_cannot_hide_a_host_s_addresses() -> None:
+    book = resources.files("netplay.topology").joinpath("book.toml").read_text()
+    hidden = loads(book.replace('"smtp CNAME mail",', '"smtp CNAME mail",\n    "www CNAME mail",'))
+    with pytest.raises(TopologyError) as caught:
+        dns_zones(hidden)
+    assert caught.value.field == "dns.records[6]"
+    assert "www cannot have a CNAME and other records (it has A, AAAA, MX)" in str(caught.value)

@@ -159,3 +159,47 @@ b = ["10.0.2.2/24"]
         ok = pg.host("a").run(["ping", "-M", "do", "-s", "1372", "-c", "1", "-W", "2", "10.0.2.2"])
         big = pg.host("a").run(["ping", "-M", "do", "-s", "1400", "-c", "1", "-W", "2", "10.0.2.2"])
         assert ok.returncode == 0 and big.returncode != 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_foreground_up_told_to_end_tears_down(sig: signal.Signals) -> None:
+    before = snapshot()
+    up = _foreground_up("told")
+    up.send_signal(sig)
+    _out, err = up.communicate(timeout=30)
+    assert up.returncode == 128 + sig, err
+    assert "told" not in Playground.names()
+    assert snapshot() == before
+
+
+def test_of_two_simultaneous_ups_of_one_name_one_wins() -> None:
+    racers = [
+        subprocess.Popen(
+            [*NETPLAY, "up", "--detach", "--name", "race"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        results = sorted((p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in racers)
+        (won, _), (lost, said) = results
+        assert (won, lost) == (0, 5), results
+        assert said.startswith("netplay: a playground named 'race' is already running")
+    finally:
+        Playground.remove("race")
+        for racer in racers:
+            racer.communicate()
+
+
+def test_run_netns_goes_with_the_last_playground_that_needed_it() -> None:
+    """/run/netns, made by one of two overlapping playgrounds, goes with the
+    last of them, whichever made it (and stays if netplay did not make it)."""
+    existed = os.path.isdir("/run/netns")
+    first = Playground.up("star:2", name="over1", services=False)
+    second = Playground.up("star:2", name="over2", services=False)
+    first.down()
+    assert os.path.isdir("/run/netns")  # the second one's links are in it
+    second.down()
+    assert os.path.isdir("/run/netns") == existed

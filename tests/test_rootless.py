@@ -279,3 +279,25 @@ def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) 
         Path(f"/tmp/netplay-{uid}").iterdir()
     )
     assert _user_processes(uid) == []
+
+
+@pytest.mark.parametrize("made", ["by root", "as a link"])
+def test_a_runtime_directory_that_is_not_the_user_s_is_refused(
+    user: tuple[str, Path], tmp_path: Path, made: str
+) -> None:
+    """Someone else's /tmp/netplay-UID (another user could make it first) is refused,
+    in one sentence, before anything is started."""
+    uid = pwd.getpwnam(user[0]).pw_uid
+    base = Path(f"/tmp/netplay-{uid}")
+    if made == "by root":
+        base.mkdir(mode=0o755)
+    else:
+        base.symlink_to(tmp_path)
+    try:
+        up = as_user(user, "up", "--detach")
+        assert up.returncode == 2, up.stderr
+        assert up.stderr.startswith(f"netplay: {base} is not a private directory of this user's")
+        assert len(up.stderr.splitlines()) == 1
+        assert _user_processes(uid) == []  # no keeper was started
+    finally:
+        base.rmdir() if made == "by root" else base.unlink()

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from netplay import Playground, ServiceError, ServiceState, TopologyError
-from netplay.testing import wait_for_service
+from netplay.fabric import alive
+from netplay.testing import wait_for_service, wait_until
 from netplay.topology import loads
 
 # a wait-mode program: it gets the listening socket and accepts by itself
@@ -250,10 +251,18 @@ hosts = { server = ["10.9.0.1/24"], client = ["10.9.0.2/24"] }
     message = str(caught.value)
     assert "server/http did not start" in message and "500" in message
     assert "No module named 'no'" in message
-    assert not (Path("/run/netplay") / name).exists()
     pins = os.listdir("/run/netns") if os.path.isdir("/run/netns") else []
     assert not any(n.startswith(f"netplay-{name}-") for n in pins)
     assert name not in Playground.names()
+    # its log stays for the user to read, and only that, until the next up or down
+    kept = Path(caught.value.hint.split(" is ")[1].split(" until")[0])
+    assert kept.name == "server.http.log" and "No module named 'no'" in kept.read_text()
+    assert sorted(p.name for p in (Path("/run/netplay") / name).rglob("*")) == [
+        "server.http.log",
+        "services",
+    ]
+    assert Playground.remove(name) is None  # nothing was running...
+    assert not (Path("/run/netplay") / name).exists()  # ...but the log is gone
 
 
 @pytest.mark.parametrize(
@@ -265,6 +274,27 @@ hosts = { server = ["10.9.0.1/24"], client = ["10.9.0.2/24"] }
         ('{ kind = "inetd", ports = [7] }', "services[0].command", "needs a command"),
         ('{ kind = "http", restart_limit = "x" }', "services[0].restart_limit", "an integer"),
         ('{ kind = "inetd", ports = [7], command = ["cat"] }', "hosts.b.services[0]", "no address"),
+        ('{ kind = "http", threads = 0 }', "services[0].threads", "at least 1"),
+        ('{ kind = "http", health_timeout = 0 }', "services[0].health_timeout", "at least 0.1"),
+        ('{ kind = "http", restart_limit = -1 }', "services[0].restart_limit", "at least 0"),
+        (
+            '{ kind = "inetd", ports = [7], command = ["cat"], max_children = 0 }',
+            "services[0].max_children",
+            "at least 1",
+        ),
+        (
+            '{ kind = "inetd", ports = [7], command = ["no-such-program"] }',
+            "services[0].command",
+            "there is no program 'no-such-program'",
+        ),
+        ('{ kind = "http", apps = { "x" = "m:a" } }', "services[0].apps.x", "maps a path"),
+        ('{ kind = "dns", ports = [5353] }', "services[0].ports", "port 53"),
+        (
+            '{ kind = "http" }, { kind = "echo", name = "web", ports = [80] }',
+            "services[1].ports",
+            "tcp/80 is taken by a/http",
+        ),
+        ('{ kind = "dns" }, { kind = "dns", name = "two" }', "services[1]", "one DNS server"),
     ],
 )
 @pytest.mark.needs_playground
@@ -307,3 +337,34 @@ def test_services_hold_nothing_of_the_process_that_made_them(
         for pid in (runner, server):
             held = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
             assert ours not in held, f"pid {pid} holds the test's socket"
+
+
+def test_a_killed_runner_takes_its_server_along(
+    playground_factory: Callable[..., Playground],
+) -> None:
+    """The server (granian, and the worker it forked) dies with its runner,
+    and status says so rather than leaving a server holding the port."""
+    pg = playground_factory(loads(BOOK_WWW))
+    server = pg.service("www/http").pid
+    assert server is not None
+    group = [int(p) for p in os.listdir("/proc") if p.isdigit() and _group_of(int(p)) == server]
+    assert len(group) >= 2  # granian's main process and its worker
+    os.kill(pg.state.runners["www/http"].pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid, None) for pid in group), timeout=5, what="all end")
+    now = pg.service("www/http")
+    assert (now.state, now.pid, now.reason) == (ServiceState.STOPPED, None, "its runner is gone")
+
+
+BOOK_WWW = """
+[hosts.www]
+services = [{ kind = "http" }]
+[lans.lan.hosts]
+www = ["10.9.0.4/24"]
+"""
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

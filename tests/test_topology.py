@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from netplay.errors import TopologyError
-from netplay.topology import line, load, loads, star
+from netplay.topology import check, line, load, loads, star
 
 BOOK_ADDRESSES = {
     "h1": "192.168.1.11",
@@ -153,15 +153,62 @@ BROKEN = [
         6,
         "not a valid host name",
     ),
+    ("a space in the domain", 'domain = "exa mple.com"\n' + GOOD, 1, "not a domain name"),
+    ("an empty domain", 'domain = ""\n' + GOOD, 1, "domain: '' is not a domain name"),
+    (
+        "a bad zone origin",
+        GOOD + '[dns.zones."bad zone"]\nrecords = []\n',
+        12,
+        "dns.zones.bad zone: 'bad zone' is not a domain name",
+    ),
+    (
+        "names that differ in case",
+        GOOD.replace("[hosts.b]", "[hosts.A]").replace("b = [", "A = ["),
+        6,
+        "the same name as 'a'",
+    ),
+    (
+        "a name ending in a newline",
+        GOOD.replace("[hosts.b]", '[hosts."b\\n"]').replace("b = [", '"b\\n" = ['),
+        None,
+        "not a valid host name",
+    ),
+    ("a network address", GOOD.replace("10.0.0.2/24", "10.0.0.0/24"), 11, "its network's own"),
+    ("a broadcast address", GOOD.replace("10.0.0.2/24", "10.0.0.255/24"), 11, "broadcast"),
+    ("a loopback address", GOOD.replace("10.0.0.2/24", "127.0.0.2/24"), 11, "a loopback"),
+    ("a multicast address", GOOD.replace("10.0.0.2/24", "224.0.0.9/24"), 11, "a multicast"),
+    ("a link-local address", GOOD.replace("10.0.0.2/24", "169.254.0.2/24"), 11, "link-local"),
+    ("everything", GOOD.replace("10.0.0.2/24", "0.0.0.0/0"), 11, "unspecified"),
+    (
+        "one address on two LANs of a host",
+        GOOD + '[lans.other.hosts]\nb = ["10.0.0.2/24"]\n',
+        13,
+        "has 10.0.0.2 on net already",
+    ),
+    (
+        "a route via the host's own address",
+        GOOD.replace('via = "10.0.0.2"', 'via = "10.0.0.1"'),
+        4,
+        "10.0.0.1 is a's own address",
+    ),
+    (
+        "a route twice",
+        GOOD.replace('"10.0.0.2" }]', '"10.0.0.2" }, { to = "0.0.0.0/0", via = "10.0.0.2" }]'),
+        4,
+        "a second route to 0.0.0.0/0",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("what", "text", "line", "words"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_broken_files_name_file_line_and_field(what: str, text: str, line: int, words: str) -> None:
+def test_broken_files_name_file_line_and_field(
+    what: str, text: str, line: int | None, words: str
+) -> None:
     with pytest.raises(TopologyError) as info:
         loads(text, source="broken.toml")
     message = str(info.value)
-    assert message.startswith(f"broken.toml:{line}: "), message
+    where = f"broken.toml:{line}: " if line else "broken.toml: "
+    assert message.startswith(where), message
     assert words in message, message
 
 
@@ -195,6 +242,16 @@ def test_sites_and_address_selection_load(tmp_path: Path) -> None:
     assert (site.name, site.host, site.static) == ("A.test", "b", str(tmp_path / "files"))
     with pytest.raises(TopologyError, match="address_selection: 'ipv5' is not one of"):
         loads('address_selection = "ipv5"\n' + GOOD)
+
+
+def test_a_lan_larger_than_a_bridge_is_refused() -> None:
+    with pytest.raises(TopologyError, match="at most 1023 hosts"):
+        check(star(1024))
+
+
+def test_a_file_without_end_is_refused() -> None:
+    with pytest.raises(TopologyError, match="larger than 4 MiB"):
+        load("/dev/zero")
 
 
 def test_missing_file_is_a_topology_error(tmp_path: Path) -> None:

@@ -38,22 +38,29 @@ def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> 
     and write the state file naming everything that is about to be made."""
     if any(h.nat for h in topology.hosts):
         fabric.nft_path()
+    topologies.dns_zones(topology)  # its records, checked
     services.contexts(topology, pki.Store(paths.data), paths.service_data)
-    clear_crashed(paths)
-    state = State(
-        name=paths.name,
-        mode=Mode.ROOT if paths.root else Mode.ROOTLESS,
-        source=source,
-        owner=fabric.process(os.getpid()),
-        created=time.time(),
-        data=str(paths.data),
-        tag=tag,
-    )
-    if not paths.root:
-        state.keeper, state.userns = fabric.start_keeper()
-    state.pins, state.links = fabric.made_by(paths, topology)
-    state.made_run_netns = paths.root and not Path("/run/netns").exists()
-    fabric.write_state(paths, state)
+    with fabric.claim(paths):
+        clear_crashed(paths)
+        _forget_failed_up(paths)
+        state = State(
+            name=paths.name,
+            mode=Mode.ROOT if paths.root else Mode.ROOTLESS,
+            source=source,
+            owner=fabric.process(os.getpid()),
+            created=time.time(),
+            data=str(paths.data),
+            tag=tag,
+        )
+        state.pins, state.links = fabric.made_by(paths, topology)
+        state.made_run_netns = fabric.note_run_netns(paths)
+        if not paths.root:
+            state.keeper, state.userns = fabric.start_keeper()
+        try:
+            fabric.write_state(paths, state)
+        except BaseException:
+            fabric.end_keeper(state)
+            raise
     return state
 
 
@@ -74,20 +81,22 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
     return state
 
 
-def teardown(paths: Paths, state: State) -> None:
+def teardown(paths: Paths, state: State, *, keep_logs: bool = False) -> None:
     """Ask each layer to remove what it made, the namespaces and processes
     first; a step that fails does not keep the others from their work (the
-    first failure is raised once all have run)."""
+    first failure is raised once all have run).  With ``keep_logs`` the
+    services' logs stay, for an ``up`` that failed (the next ``up`` or
+    ``down`` removes them)."""
     realm = Realm(state.keeper, state.userns)
     steps: list[Callable[[], object]] = []
     if state.keeper is None or fabric.alive(state.keeper.pid, state.keeper.start):
         pins, links = state.pins, state.links
-        steps.append(lambda: realm.call(fabric.teardown, paths, pins, links, state.made_run_netns))
+        steps.append(lambda: realm.call(fabric.teardown, paths, pins, links))
     steps += [
         lambda: fabric.end_keeper(state),
-        lambda: services.remove_files(paths),
+        lambda: services.remove_files(paths, keep_logs=keep_logs),
         lambda: hosts.remove_files(paths),
-        lambda: fabric.remove_state(paths),
+        lambda: fabric.remove_state(paths, keep_dir=keep_logs),
     ]
     all_of(steps)
 
@@ -111,8 +120,16 @@ def remove(paths: Paths, purge: bool) -> bool:
     state = read_any(paths)
     if state is not None:
         teardown(paths, state)
+    else:
+        _forget_failed_up(paths)
     purged = purge and pki.Store(data).purge()
     return state is not None or purged
+
+
+def _forget_failed_up(paths: Paths) -> None:
+    """The logs an ``up`` that failed kept, and the directory they were in."""
+    services.remove_files(paths)
+    fabric.remove_state(paths)
 
 
 def forget(data: Path) -> None:

@@ -85,7 +85,7 @@ class Playground:
         certificates go when it goes down by leaving ``with``, or when ``up``
         fails.  ``tag`` names who made it (``netplay.testing``)."""
         topo, source = source_of(topology, services)
-        paths = Paths.of(name or topo.name)
+        paths = Paths.of(topo.name if name is None else name)
         state = _lifecycle.begin(paths, topo, source, tag)
         pg = cls(_KEY, paths, topo, state)
         pg.purge_on_exit = purge
@@ -93,12 +93,16 @@ class Playground:
             pg.state = pg.realm.call(_lifecycle.make, paths, topo, state)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the first error is the one to tell
-                _lifecycle.teardown(paths, state)
+                # a service that did not start: its log stays for the user to read
+                _lifecycle.teardown(paths, state, keep_logs=isinstance(exc, ServiceError))
             if purge:
                 with contextlib.suppress(Exception):
                     pg.pki.purge()
+            left = "nothing of it was left behind; --debug shows the details"
             if isinstance(exc, OSError):
-                raise FabricError(f"building the playground failed: {exc}") from exc
+                raise FabricError(f"building the playground failed: {exc}", hint=left) from exc
+            if isinstance(exc, FabricError):
+                exc.hint = left
             raise
         pg.state.ready = True
         fabric.write_state(paths, pg.state)
@@ -124,7 +128,7 @@ class Playground:
     @classmethod
     def attach(cls, name: str | None = None) -> Playground:
         """The running playground ``name`` (default: the only one running)."""
-        paths = Paths.of(name or _lifecycle.only_name())
+        paths = Paths.of(_lifecycle.only_name() if name is None else name)
         state = fabric.read_state(paths)
         if state is None:
             raise NotRunningError(f"no playground named {paths.name!r} is running")
@@ -166,7 +170,7 @@ class Playground:
     def certificates(name: str | None = None) -> pki.Store:
         """The CA and certificates of ``name`` (default: the only one running),
         running or not, as long as it has been up once."""
-        paths = Paths.of(name or _lifecycle.only_name())
+        paths = Paths.of(_lifecycle.only_name() if name is None else name)
         store = pki.Store(_lifecycle.kept_in(paths))
         if not store.ca.exists():
             raise NotRunningError(

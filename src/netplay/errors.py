@@ -152,7 +152,7 @@ class FabricError(NetplayError):
     """The kernel refused to build or change part of the playground."""
 
     exit_status = 10
-    hint = "run `netplay down` to remove what was made, then try again (--debug shows details)"
+    hint = "--debug shows the details"
 
 
 class PkiError(NetplayError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,18 @@ def _up_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Ended(BaseException):
+    """The foreground ``up`` was told to end (SIGTERM, SIGHUP): tear down first."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _end(signum: int, _frame: object) -> None:
+    raise _Ended(signum)
+
+
 def _up(args: argparse.Namespace, session: Session) -> int:
     from netplay.cli._console import run_console  # the console is built from this table
 
@@ -83,10 +96,19 @@ def _up(args: argparse.Namespace, session: Session) -> int:
             f"(netplay down --name {pg.name} removes it)\n"
         )
         return 0
+    before = {sig: signal.signal(sig, _end) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         run_console(pg, session.out)
+    except _Ended as ended:
+        return 128 + ended.signum  # as a shell reports a command ended by a signal
     finally:
-        pg.down()
+        for sig in before:  # a second signal must not cut the teardown short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            pg.down()
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -57,7 +58,9 @@ def _parser() -> Parser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logs (anywhere before --)"
+    )
     parser.add_argument("--version", action="version", version=f"netplay {__version__}")
     add = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     add.required = True
@@ -68,19 +71,28 @@ def _parser() -> Parser:
     return parser
 
 
+def _debug(argv: Sequence[str]) -> tuple[bool, list[str]]:
+    """Whether --debug is given anywhere before a ``--`` (what follows is a
+    command's own), and the arguments without it."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for i, a in enumerate(argv) if i >= cut or a != "--debug"]
+    return len(kept) != len(argv), kept
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit status."""
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    """Run the CLI; return the exit status (the same with --debug, which adds
+    the traceback)."""
+    debug, rest = _debug(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="netplay: %(message)s"
     )
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(rest)
         command = next(c for c in COMMANDS if c.name == args.command)
         return command.run(args, Session(sys.stdout))
     except NetplayError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         hint = f" ({exc.hint})" if exc.hint else ""
         print(f"netplay: {exc}{hint}", file=sys.stderr)
         return exc.exit_status
@@ -89,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if debug:
-            raise
+            traceback.print_exc()
         print(
             f"netplay: internal error: {exc.__class__.__name__}: {exc} "
             "(run again with --debug and report the traceback)",

@@ -7,18 +7,20 @@ This is what the other layers use of it; the modules behind it are private:
   user's playgrounds), :func:`list_names`, :data:`SERVICE_DATA`;
 - the state file: :func:`read_state`, :func:`write_state`,
   :func:`update_state`, and :func:`read_raw` and :func:`salvage` for one
-  that is damaged or of another version;
+  that is damaged or of another version; :func:`claim` while a new one is
+  claimed;
 - reaching the namespaces, as root or rootless: :class:`Realm`,
   :func:`start_keeper`, :func:`enter_host`, :func:`netns`,
   :func:`namespaces_available`;
 - building and removing: :func:`nft_path` (checked before), :func:`made_by`,
-  :func:`build` (with :data:`Mount` bind mounts), :func:`teardown`,
+  :func:`note_run_netns`, :func:`build` (with :data:`Mount` bind mounts),
+  :func:`teardown`,
   :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
   :func:`hosts_pinned`;
 - reading interfaces back: :func:`interfaces` (:class:`LiveInterface`);
 - link faults: :func:`disturb`;
 - processes named by pid and start time: :func:`alive`, :func:`process`,
-  and those of a session: :func:`in_session`.
+  those of a session: :func:`in_session`, and :func:`die_with_parent`.
 """
 
 from netplay.fabric._faults import disturb
@@ -27,10 +29,12 @@ from netplay.fabric._lifecycle import (
     end_keeper,
     hosts_pinned,
     made_by,
+    note_run_netns,
     remove_path,
     remove_state,
     teardown,
 )
+from netplay.fabric._linux import die_with_parent
 from netplay.fabric._live import LiveInterface, interfaces
 from netplay.fabric._namespaces import Mount, enter_host, netns
 from netplay.fabric._nft import nft_path
@@ -39,6 +43,7 @@ from netplay.fabric._state import (
     SERVICE_DATA,
     Paths,
     base_dir,
+    claim,
     list_names,
     read_raw,
     read_state,
@@ -58,6 +63,8 @@ __all__ = [
     "alive",
     "base_dir",
     "build",
+    "claim",
+    "die_with_parent",
     "disturb",
     "end_keeper",
     "enter_host",
@@ -69,6 +76,7 @@ __all__ = [
     "namespaces_available",
     "netns",
     "nft_path",
+    "note_run_netns",
     "process",
     "read_raw",
     "read_state",

@@ -54,6 +54,8 @@ class Cable:
 def cable(topology: Topology, a: str, b: str) -> Cable:
     """The cable between host ``a`` and host ``b`` (or ``a`` and a network named ``b``)."""
     hosts = {h.name for h in topology.hosts}
+    if a == b:
+        raise UsageError(f"a link joins two hosts: {a} and {b} are one", hint="name two hosts")
     if a not in hosts:
         raise UnknownHostError(f"the playground has no host {a!r}", hint="see `netplay status`")
     networks = [n for n in topology.networks if n.name == b and n.attachment(a)]

@@ -28,6 +28,8 @@ from netplay.fabric._state import TMP_PREFIX, Paths
 from netplay.topology import Topology
 
 log = logging.getLogger("netplay")
+RUN_NETNS = Path("/run/netns")
+RUN_NETNS_MARK = ".made-run-netns"  # in the playgrounds' directory: netplay made /run/netns
 
 
 def _specs(topology: Topology, mounts: Mapping[str, Sequence[Mount]]) -> list[namespaces.NsSpec]:
@@ -89,7 +91,17 @@ def build(
             nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
 
 
-def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str], made_run_netns: bool) -> None:
+def note_run_netns(paths: Paths) -> bool:
+    """As root, before the first ``ip netns`` link: if /run/netns does not exist
+    yet, say that netplay makes it (a marker among the playgrounds), so that
+    whichever playground goes down last removes it; whether it was made now."""
+    if not paths.root or RUN_NETNS.exists():
+        return False
+    (paths.base / RUN_NETNS_MARK).touch()
+    return True
+
+
+def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str]) -> None:
     """End every process in the pinned namespaces, then unpin and unlink them
     (run where the namespaces are: see :class:`~netplay.fabric.Realm`)."""
     pinned = [Path(p) for p in pins]
@@ -98,9 +110,11 @@ def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str], made_run_n
         procs.terminate(procs.in_namespaces(inodes))
     namespaces.remove(pinned, [Path(p) for p in links])
     namespaces.release_dir(paths)
-    if made_run_netns:
-        with contextlib.suppress(OSError):
-            Path("/run/netns").rmdir()
+    mark = paths.base / RUN_NETNS_MARK
+    if mark.exists():
+        with contextlib.suppress(OSError):  # not while other links are in it
+            RUN_NETNS.rmdir()
+            mark.unlink()
 
 
 def end_keeper(state: State) -> None:
@@ -119,13 +133,17 @@ def end_keeper(state: State) -> None:
         procs.terminate([pid for runner in live for pid in procs.in_session(runner)])
 
 
-def remove_state(paths: Paths) -> None:
+def remove_state(paths: Paths, *, keep_dir: bool = False) -> None:
     """Remove the state file and the playground's directories, once the other
     layers have removed their files; a directory holding files netplay did not
-    make is left, with a warning."""
+    make is left, with a warning.  ``keep_dir``: the directory stays (it holds
+    the logs of an ``up`` that failed)."""
     unfinished = sorted(paths.dir.glob(f"{TMP_PREFIX}*")) if paths.dir.is_dir() else []
-    for path in (paths.ns_dir, paths.state, paths.lock, *unfinished, paths.dir):
+    for path in (paths.ns_dir, paths.state, paths.lock, *unfinished):
         remove_path(path)
+    if keep_dir:
+        return
+    remove_path(paths.dir)
     with contextlib.suppress(OSError):
         paths.base.rmdir()  # not while other playgrounds live there
 

@@ -40,6 +40,9 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, *[ctypes.c_ulong] * 4]
+
+PR_SET_PDEATHSIG = 1
 
 
 def _check(result: int, what: str, path: str | None = None) -> None:
@@ -98,3 +101,12 @@ def ordered_namespaces_cpu() -> set[int]:
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     return allowed
+
+
+def die_with_parent(sig: int) -> None:
+    """prctl(PR_SET_PDEATHSIG): the kernel sends ``sig`` to this process when
+    its parent ends (if the parent is already gone, it exits now)."""
+    parent = os.getppid()
+    _check(_libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0), "prctl")
+    if os.getppid() != parent:  # it ended before the call: no signal will come
+        os._exit(1)

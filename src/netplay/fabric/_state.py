@@ -13,11 +13,13 @@ works from any process and after any crash.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -221,6 +223,41 @@ def write_state(paths: Paths, state: State) -> None:
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(to_data(state), f, indent=1, sort_keys=True)
     os.replace(tmp, paths.state)
+
+
+@contextlib.contextmanager
+def claim(paths: Paths) -> Iterator[None]:
+    """Hold this user's playgrounds' directory while a playground is claimed
+    (checked for a running one of the name, and its state file written), so
+    that of two ``up`` of one name, one wins and the other finds it running.
+
+    The directory is made private (0700) if it is new, and refused if it is
+    not this user's own private directory: under /tmp another user could
+    have made it, or a link in its place."""
+    try:
+        paths.base.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        pass
+    try:
+        st = os.lstat(paths.base)
+    except OSError as exc:
+        raise UsageError(f"cannot make {paths.base} ({exc.strerror})") from exc
+    if (
+        not stat.S_ISDIR(st.st_mode)
+        or st.st_uid != os.geteuid()
+        or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise UsageError(
+            f"{paths.base} is not a private directory of this user's, so netplay will not "
+            "keep playgrounds there",
+            hint="remove it, or set XDG_RUNTIME_DIR to a directory of your own",
+        )
+    fd = os.open(paths.base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def update_state(paths: Paths, change: Callable[[State], T]) -> tuple[State, T]:

@@ -46,8 +46,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.zone
 
-CACHE_ENTRIES = 2048
+CACHE_BUDGET = 1 << 20  # bytes of queries and responses kept, in all
 CACHE_MAX_BYTES = 4096  # queries and responses larger than this are not kept
+KEPT_RCODES = (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
 UDP_DEFAULT = 512
 UDP_MAX = 4096  # the most we send over UDP, whatever a client offers
 TCP_MAX = 65535
@@ -209,26 +210,34 @@ def answer(wire: bytes, zones: Zones, *, tcp: bool = False) -> bytes | None:
 class Answers:
     """``answer(wire, tcp=...)`` for fixed zones, remembering recent responses.
 
-    At most CACHE_ENTRIES are kept, the oldest going first, and none larger
-    than CACHE_MAX_BYTES, so a stream of distinct hostile queries costs a
-    bounded amount of memory (and only the time ``answer`` takes anyway).
+    Only answers to well-formed queries are kept (NOERROR and NXDOMAIN: a
+    malformed query is cheap to refuse again, and a stream of distinct ones
+    must not fill the memory), none larger than CACHE_MAX_BYTES, and at most
+    CACHE_BUDGET bytes of them in all, the oldest going first.
     """
 
     def __init__(self, zones: Zones) -> None:
         self.zones = zones
-        self._kept: dict[tuple[bytes, bool], bytes | None] = {}
+        self._kept: dict[tuple[bytes, bool], bytes] = {}
+        self._size = 0
 
     def __call__(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
         if len(wire) < HEADER.size or len(wire) > CACHE_MAX_BYTES:
             return answer(wire, self.zones, tcp=tcp)
         key = (wire[2:], tcp)
-        try:
-            rest = self._kept[key]
-        except KeyError:
+        rest = self._kept.get(key)
+        if rest is None:
             reply = answer(wire, self.zones, tcp=tcp)
-            rest = None if reply is None else reply[2:]
-            if reply is None or len(reply) <= CACHE_MAX_BYTES:
-                if len(self._kept) >= CACHE_ENTRIES:
-                    del self._kept[next(iter(self._kept))]
-                self._kept[key] = rest
-        return None if rest is None else wire[:2] + rest
+            if reply is None or reply[3] & 0x0F not in KEPT_RCODES or len(reply) > CACHE_MAX_BYTES:
+                return reply
+            rest = reply[2:]
+            self._keep(key, rest)
+        return wire[:2] + rest
+
+    def _keep(self, key: tuple[bytes, bool], rest: bytes) -> None:
+        size = len(key[0]) + len(rest)
+        while self._kept and self._size + size > CACHE_BUDGET:
+            oldest = next(iter(self._kept))
+            self._size -= len(oldest[0]) + len(self._kept.pop(oldest))
+        self._kept[key] = rest
+        self._size += size

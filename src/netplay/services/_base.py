@@ -37,6 +37,8 @@ COMMON_OPTIONS: Mapping[str, type | tuple[type, ...]] = {
     "restart_limit": int,
     "health_timeout": (int, float),
 }
+#: the least each number may be: option -> minimum (the engines add theirs)
+COMMON_MINIMUMS: Mapping[str, float] = {"restart_limit": 0, "health_timeout": 0.1}
 
 
 _TYPE_NAMES = {
@@ -85,6 +87,8 @@ class Engine:
     default_ports: tuple[int, ...] = ()
     #: options (beyond COMMON_OPTIONS) it understands: name -> type
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
+    #: the least a number among them may be: name -> minimum
+    minimums: ClassVar[Mapping[str, float]] = {}
     #: what a declaration needs besides its kind to work (ports, options), for the
     #: engine conformance suite and the docs
     example: ClassVar[Mapping[str, Any]] = {}
@@ -108,6 +112,9 @@ class Engine:
                 if set(kinds) == {int, float}:
                     what = "a number"
                 raise TopologyError(f"{key} must be {what}", field=f"{where}.{key}")
+            least = COMMON_MINIMUMS.get(key, self.minimums.get(key))
+            if least is not None and isinstance(value, int | float) and value < least:
+                raise TopologyError(f"{key} must be at least {least:g}", field=f"{where}.{key}")
         if not self.ports(ctx):
             raise TopologyError("this service needs a port", field=f"{where}.ports")
         if not ctx.topology.primary_addresses(ctx.host):

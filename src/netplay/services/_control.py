@@ -16,7 +16,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from netplay._model import Process, ServiceState, ServiceStatus
-from netplay.errors import ServiceError
+from netplay.errors import ServiceError, TopologyError
 from netplay.fabric import Paths, alive, process, remove_path
 from netplay.pki import Store
 from netplay.services import _runner as runner
@@ -32,14 +32,26 @@ ACTIONS = {"restart": signal.SIGHUP, "stop": signal.SIGUSR1, "start": signal.SIG
 
 
 def contexts(topology: Topology, store: Store, data: Path) -> list[tuple[Context, Engine]]:
-    """Every declared service with its engine, checked (TopologyError names the field)."""
+    """Every declared service with its engine, checked (TopologyError names the field):
+    its options, and that no two services of a host listen on one port."""
     found = []
     for host in topology.hosts:
+        taken: dict[str, str] = {}
         for i, service in enumerate(host.services):
             where = f"hosts.{host.name}.services[{i}]"
             ctx = Context(topology, host.name, service, store, data)
             _name, engine = engine_of(service, where)
             engine.check(ctx, where)
+            # tcp/80 and tcp6/80 may be one dual-stack socket: count them as one port
+            parts = (listen.partition("/") for listen in engine.listens(ctx))
+            keys = {f"{protocol.rstrip('6')}/{port}" for protocol, _, port in parts}
+            for key in sorted(keys):
+                if key in taken:
+                    raise TopologyError(
+                        f"{key} is taken by {host.name}/{taken[key]} already",
+                        field=f"{where}.ports",
+                    )
+                taken[key] = service.name
             found.append((ctx, engine))
     return found
 
@@ -73,7 +85,7 @@ def start_all(
         tail = " | ".join(line.strip() for line in last_words(log, LOG_LINES_IN_ERRORS))
         raise ServiceError(
             f"the service {ctx.id} did not start: {reason}" + (f" (log: {tail})" if tail else ""),
-            hint="check the service's declaration; `netplay up --debug` shows more",
+            hint=f"its whole log is {log} until the next up; check the service's declaration",
         )
 
 
@@ -123,7 +135,7 @@ def status(
                     state=seen.state if live else ServiceState.STOPPED,
                     pid=seen.pid if live else None,
                     restarts=seen.restarts,
-                    reason=seen.reason,
+                    reason=seen.reason if live or known is None else "its runner is gone",
                     log=str(files.log),
                 )
             )
@@ -158,11 +170,14 @@ def _names(runners: Mapping[str, Process]) -> str:
     return ", ".join(runners) or "none"
 
 
-def remove_files(paths: Paths) -> None:
-    """Remove the runners' states and logs (and only those)."""
+def remove_files(paths: Paths, *, keep_logs: bool = False) -> None:
+    """Remove the runners' states and logs (and only those); with ``keep_logs``,
+    the logs stay (an ``up`` that failed keeps them for the user to read)."""
     where = runner.directory(paths)
     if where.is_dir():
+        kept = (".log",) if keep_logs else ()
         for path in sorted(where.iterdir()):
-            if path.suffix in (".json", ".log", ".tmp"):
+            if path.suffix in (".json", ".log", ".tmp") and path.suffix not in kept:
                 remove_path(path)
-    remove_path(where)
+    if not keep_logs:
+        remove_path(where)

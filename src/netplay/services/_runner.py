@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netplay._model import ServiceState, from_data, to_data
-from netplay.fabric import Paths, enter_host
+from netplay.fabric import Paths, die_with_parent, enter_host
 from netplay.services._base import Context, Engine, HealthError
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
@@ -137,6 +137,10 @@ class Runner:
         if pid == 0:  # pragma: no cover - the server
             status = 1
             try:
+                # a runner killed takes its server along, and the server its children
+                # (granian's worker, inetd's commands): nothing outlives it holding a port
+                die_with_parent(signal.SIGKILL)
+                os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGKILL))
                 os.setpgid(0, 0)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
                 for sig in SIGNALS:

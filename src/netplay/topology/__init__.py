@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from netplay.topology._check import check
 from netplay.topology._generate import line, star
 from netplay.topology._load import from_source, load, loads, source_of
 from netplay.topology._model import (
@@ -19,7 +20,6 @@ from netplay.topology._model import (
     Service,
     Site,
     Topology,
-    check,
 )
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from netplay._model import Source, from_data, to_data
 from netplay.errors import TopologyError
+from netplay.topology._check import check
 from netplay.topology._generate import line, star
 from netplay.topology._model import (
     Attachment,
@@ -29,7 +30,6 @@ from netplay.topology._model import (
     Service,
     Site,
     Topology,
-    check,
 )
 
 T = TypeVar("T")
@@ -41,6 +41,7 @@ _HOST_KEYS = {"forward", "nat", "routes", "services"}
 _NET_KEYS = {"mtu", "hosts"}
 _GENERATORS: dict[str, Callable[[int], Topology]] = {"line": line, "star": star}
 GENERATED_MAX = 5000
+MAX_FILE_BYTES = 4 << 20
 
 
 def load(spec: str) -> Topology:
@@ -68,7 +69,14 @@ def _read(spec: str) -> tuple[Topology, str | None]:
             field="spec",
         )
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)  # a device such as /dev/zero has no end
+        if len(raw) > MAX_FILE_BYTES:
+            raise TopologyError(
+                f"the file is larger than {MAX_FILE_BYTES >> 20} MiB: not a topology",
+                source=spec,
+            )
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise TopologyError(f"cannot read the file ({exc.strerror})", source=spec) from exc
     except UnicodeDecodeError as exc:

@@ -9,8 +9,9 @@ On a link, an address written without a prefix (a /32 or /128) is
 configured point-to-point, with the other end's address as its peer, the
 way routers number their links with one router address.
 
-Nothing here does I/O; :func:`check` validates a topology and raises
-:class:`~netplay.errors.TopologyError` naming the field at fault.
+Nothing here does I/O; :func:`netplay.topology.check` validates a
+topology and raises :class:`~netplay.errors.TopologyError` naming the field
+at fault.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from netplay.errors import TopologyError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -237,175 +236,3 @@ class Topology:
             return "# netplay: playground names resolve through /etc/hosts\n" + search
         servers = "".join(f"nameserver {a}\n" for a in self.primary_addresses(server))
         return f"# netplay: the playground's DNS server on {server}\n{servers}{search}"
-
-
-def check(topology: Topology) -> None:
-    """Validate a topology; raise TopologyError naming the field at fault."""
-    if not topology.hosts:
-        raise TopologyError("a topology needs at least one host", field="hosts")
-    names: set[str] = set()
-    for host in topology.hosts:
-        where = f"hosts.{host.name}"
-        if not NAME_RE.match(host.name):
-            raise TopologyError(
-                f"{host.name!r} is not a valid host name "
-                "(a letter, then letters, digits or '-', at most 32)",
-                field=where,
-            )
-        if host.name in names:
-            raise TopologyError(f"host {host.name!r} is declared twice", field=where)
-        names.add(host.name)
-    net_names: set[str] = set()
-    for net in topology.networks:
-        _check_network(net, names, net_names)
-    index = topology.by_host()
-    for host in topology.hosts:
-        _check_host(topology, host, index[host.name])
-    if topology.address_selection not in ADDRESS_SELECTIONS:
-        raise TopologyError(
-            f"{topology.address_selection!r} is not one of {', '.join(ADDRESS_SELECTIONS)}",
-            field="address_selection",
-        )
-    _check_sites(topology)
-
-
-def _check_sites(topology: Topology) -> None:
-    seen: set[str] = set()
-    hosts = {h.name: h for h in topology.hosts}
-    for site in topology.sites:
-        where = f"sites.{site.name}"
-        name = site.name.casefold()
-        labels = name.rstrip(".").split(".")
-        if len(labels) < 2 or not all(SITE_LABEL_RE.match(label) for label in labels):
-            raise TopologyError(f"{site.name!r} is not a domain name", field=where)
-        if name in seen:
-            raise TopologyError(f"the site {site.name!r} is declared twice", field=where)
-        seen.add(name)
-        host = hosts.get(site.host)
-        if host is None:
-            raise TopologyError(
-                f"there is no host {site.host!r} to serve it", field=f"{where}.host"
-            )
-        if not any(s.kind in ("http", "https") for s in host.services):
-            raise TopologyError(
-                f"{site.host} has no http or https service to serve it", field=f"{where}.host"
-            )
-        given = [k for k in ("app", "static", "redirect") if getattr(site, k) is not None]
-        if len(given) != 1:
-            raise TopologyError("a site serves one of app, static or redirect", field=where)
-        if site.app is not None and not APP_RE.match(site.app):
-            raise TopologyError(f"{site.app!r} is not module:attribute", field=f"{where}.app")
-        if site.redirect is not None and not site.redirect.startswith(("http://", "https://")):
-            raise TopologyError(
-                "a redirect is an http:// or https:// URL", field=f"{where}.redirect"
-            )
-
-
-def _check_network(net: Network, hosts: set[str], seen: set[str]) -> None:
-    where = f"{net.kind}s.{net.name}"
-    if not NAME_RE.match(net.name):
-        raise TopologyError(f"{net.name!r} is not a valid network name", field=where)
-    if net.name in seen:
-        raise TopologyError(f"network {net.name!r} is declared twice", field=where)
-    seen.add(net.name)
-    if not MIN_MTU <= net.mtu <= MAX_MTU:
-        raise TopologyError(
-            f"MTU {net.mtu} is out of range ({MIN_MTU} to {MAX_MTU})", field=f"{where}.mtu"
-        )
-    if net.kind == "link" and len(net.attachments) != 2:
-        raise TopologyError(
-            f"a link joins exactly two hosts, this one has {len(net.attachments)}",
-            field=f"{where}.hosts",
-        )
-    if not net.attachments:
-        raise TopologyError("a LAN needs at least one host", field=f"{where}.hosts")
-    used: dict[IPAddress, str] = {}
-    subnets: dict[int, tuple[IPNetwork, str]] = {}
-    for att in net.attachments:
-        at = f"{where}.hosts.{att.host}"
-        if att.host not in hosts:
-            raise TopologyError(
-                f"unknown host {att.host!r} (declare it under [hosts.{att.host}])", field=at
-            )
-        for address in att.addresses:
-            if address.ip in used:
-                raise TopologyError(
-                    f"address {address.ip} is already used by {used[address.ip]} on {net.name}",
-                    field=at,
-                )
-            used[address.ip] = att.host
-            if net.kind == "lan":
-                if address.network.prefixlen == address.max_prefixlen:
-                    raise TopologyError(
-                        f"address {address} on a LAN needs a prefix, e.g. /24 or /64",
-                        field=at,
-                    )
-                first = subnets.setdefault(address.version, (address.network, att.host))
-                if first[0] != address.network:
-                    raise TopologyError(
-                        f"address {address} is not in the LAN's subnet {first[0]} "
-                        f"(set by {first[1]})",
-                        field=at,
-                    )
-
-
-def _connected(
-    attached: list[tuple[Network, Attachment]],
-) -> tuple[list[IPNetwork], list[IPAddress]]:
-    subnets: list[IPNetwork] = []
-    peers: list[IPAddress] = []
-    for net, att in attached:
-        for address in att.addresses:
-            peer = net.peer_of(att, address)
-            if peer is not None:
-                peers.append(peer)
-            elif address.network.prefixlen != address.max_prefixlen:
-                subnets.append(address.network)
-    return subnets, peers
-
-
-def _check_host(topology: Topology, host: Host, attached: list[tuple[Network, Attachment]]) -> None:
-    where = f"hosts.{host.name}"
-    if host.nat is not None:
-        if not any(net.name == host.nat for net in topology.networks):
-            raise TopologyError(f"no network is named {host.nat!r}", field=f"{where}.nat")
-        if not any(net.name == host.nat for net, _att in attached):
-            raise TopologyError(
-                f"{host.name} is not attached to {host.nat!r}", field=f"{where}.nat"
-            )
-        if not host.forward:
-            raise TopologyError(
-                "a host that does NAT must forward (set forward = true)", field=f"{where}.nat"
-            )
-    subnets, peers = _connected(attached)
-    for i, route in enumerate(host.routes):
-        if route.via in peers or any(route.via in s for s in subnets):
-            continue
-        raise TopologyError(
-            f"gateway {route.via} is not on any network {host.name} is attached to",
-            field=f"{where}.routes[{i}].via",
-        )
-    names: set[str] = set()
-    for i, service in enumerate(host.services):
-        if not NAME_RE.match(service.kind):
-            raise TopologyError(
-                f"{service.kind!r} is not a valid service kind",
-                field=f"{where}.services[{i}].kind",
-            )
-        if not NAME_RE.match(service.name):
-            raise TopologyError(
-                f"{service.name!r} is not a valid service name",
-                field=f"{where}.services[{i}].name",
-            )
-        if service.name in names:
-            raise TopologyError(
-                f"{host.name} has two services named {service.name!r}",
-                field=f"{where}.services[{i}].name",
-            )
-        names.add(service.name)
-        for port in service.ports:
-            if not 1 <= port <= 65535:
-                raise TopologyError(
-                    f"port {port} is out of range (1 to 65535)",
-                    field=f"{where}.services[{i}].ports",
-                )

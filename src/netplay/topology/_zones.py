@@ -77,7 +77,15 @@ def _add_records(zone: dns.zone.Zone, records: tuple[str, ...], where: str) -> N
             name = dns.name.from_text(words[0], origin).relativize(origin)
             if name.is_absolute():
                 raise ValueError(f"{words[0]} is outside the zone {origin}")
-            _add(zone, name, words[1].upper(), words[2])
+            kind = words[1].upper()
+            node = zone.get_node(name)
+            held = {dns.rdatatype.to_text(r.rdtype) for r in node} if node is not None else set()
+            if (kind == "CNAME" and held - {"CNAME"}) or (kind != "CNAME" and "CNAME" in held):
+                raise ValueError(  # RFC 1034: a CNAME stands alone, it would hide the rest
+                    f"{words[0]} cannot have a CNAME and other records "
+                    f"(it has {', '.join(sorted(held))})"
+                )
+            _add(zone, name, kind, words[2])
         except Exception as exc:  # dnspython raises many kinds for bad text
             raise TopologyError(f"bad record {record!r}: {exc}", field=f"{where}[{i}]") from exc
 

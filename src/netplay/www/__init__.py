@@ -16,6 +16,10 @@
   here: ``httpbin``, ``site`` (the static site and its search alone),
   ``google_geocoding`` and ``nominatim``.
 
+The server runs ``asgi`` (:mod:`netplay.www._asgi`): it reads a request's
+body whole, within a size limit and time limits, and only then hands the
+request to ``app`` on a thread.
+
 Served over a dual-stack socket, an IPv4 client appears as
 ``::ffff:10.25.1.65``; the application sees ``10.25.1.65``, as it would
 over IPv4.
@@ -26,11 +30,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from netplay.www._types import APPS_VARIABLE, SITE, SITES_VARIABLE
+from netplay.www._types import APPS_VARIABLE, SITE, SITES_VARIABLE, THREADS_VARIABLE
 
 # imported on use: httpbin and Flask cost a quarter of a second
 _LAZY = {
     "app": "netplay.www._app",
+    "asgi": "netplay.www._asgi",
     "site": "netplay.www._app",
     "httpbin": "httpbin",
     "google_geocoding": "netplay.www._sites",
@@ -42,7 +47,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    found = getattr(importlib.import_module(module), "app" if name == "httpbin" else name)
+    found = getattr(importlib.import_module(module), "app" if name in ("httpbin", "asgi") else name)
     return found
 
 
@@ -50,7 +55,9 @@ __all__ = [
     "APPS_VARIABLE",
     "SITE",
     "SITES_VARIABLE",
+    "THREADS_VARIABLE",
     "app",
+    "asgi",
     "google_geocoding",
     "httpbin",
     "nominatim",

@@ -59,9 +59,9 @@ def _site_apps() -> dict[str, WSGIApp]:
     return found
 
 
-def _host(environ: WSGIEnvironment) -> str:
-    """The name the client asked for, without a port or a final dot."""
-    host = str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or "").casefold()
+def host_asked(header: str) -> str:
+    """The name a client asked for (its Host header), without a port or a final dot."""
+    host = header.casefold()
     if host.startswith("["):
         return host.partition("]")[0] + "]"
     return host.rsplit(":", 1)[0].rstrip(".")
@@ -117,26 +117,42 @@ def site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
     return [body]
 
 
+def handler(host: str, path: str) -> WSGIApp | _static.File:
+    """What answers a request for ``path`` from the name ``host``: a site's
+    application, one of www's own, or a file of the site (which the server
+    may send itself, without the WSGI application)."""
+    other = _site_apps().get(host)
+    if other is not None:
+        return other
+    if path == "/geocode":
+        return geocode
+    if path == "/search":
+        return search
+    for prefix, mounted in _mounts().items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return functools.partial(_mounted, prefix, mounted)
+    file = _FILES.get("/index.html" if path == "/" else path)
+    if file is not None:
+        return file
+    answer: WSGIApp = httpbin
+    return answer
+
+
+def _mounted(
+    prefix: str, mounted: WSGIApp, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+    environ["PATH_INFO"] = environ.get("PATH_INFO", "/")[len(prefix) :]
+    return mounted(environ, start_response)
+
+
 def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """The application www serves: a site's, if the client asked for one by name."""
     remote = environ.get("REMOTE_ADDR", "")
     if remote.startswith(_MAPPED) and "." in remote:
         environ["REMOTE_ADDR"] = remote[len(_MAPPED) :]
-    other = _site_apps().get(_host(environ))
-    if other is not None:
-        return other(environ, start_response)
-    path = environ.get("PATH_INFO", "/")
-    if path == "/geocode":
-        return geocode(environ, start_response)
-    if path == "/search":
-        return search(environ, start_response)
-    for prefix, mounted in _mounts().items():
-        if path == prefix or path.startswith(prefix + "/"):
-            environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-            environ["PATH_INFO"] = path[len(prefix) :]
-            return mounted(environ, start_response)
-    file = _FILES.get("/index.html" if path == "/" else path)
-    if file is not None:
-        return _static.serve(file, environ, start_response)
-    answer: Iterable[bytes] = httpbin(environ, start_response)
-    return answer
+    asked = host_asked(str(environ.get("HTTP_HOST") or environ.get("SERVER_NAME") or ""))
+    found = handler(asked, environ.get("PATH_INFO", "/"))
+    if isinstance(found, _static.File):
+        return _static.serve(found, environ, start_response)
+    return found(environ, start_response)

@@ -57,25 +57,35 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-def serve(file: File, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    method = environ.get("REQUEST_METHOD", "GET")
+def answer(
+    file: File, method: str, if_none_match: str, accept_encoding: str
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The status, headers and body that answer a request for ``file`` (pure)."""
     if method not in ("GET", "HEAD"):
-        start_response("405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Length", "0")])
-        return []
+        return "405 Method Not Allowed", [("Allow", "GET, HEAD"), ("Content-Length", "0")], b""
     headers = [
         ("ETag", file.etag),
         ("Last-Modified", file.modified),
         ("Cache-Control", f"max-age={CACHE_SECONDS}"),
         ("Vary", "Accept-Encoding"),
     ]
-    wanted = [tag.strip() for tag in environ.get("HTTP_IF_NONE_MATCH", "").split(",")]
+    wanted = [tag.strip() for tag in if_none_match.split(",")]
     if file.etag in wanted or "*" in wanted:
-        start_response("304 Not Modified", headers)
-        return []
+        return "304 Not Modified", headers, b""
     body = file.body
-    if file.gzipped is not None and _accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
+    if file.gzipped is not None and _accepts_gzip(accept_encoding):
         body = file.gzipped
         headers.append(("Content-Encoding", "gzip"))
     headers += [("Content-Type", file.type), ("Content-Length", str(len(body)))]
-    start_response("200 OK", headers)
-    return [] if method == "HEAD" else [body]
+    return "200 OK", headers, b"" if method == "HEAD" else body
+
+
+def serve(file: File, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    status, headers, body = answer(
+        file,
+        environ.get("REQUEST_METHOD", "GET"),
+        environ.get("HTTP_IF_NONE_MATCH", ""),
+        environ.get("HTTP_ACCEPT_ENCODING", ""),
+    )
+    start_response(status, headers)
+    return [body] if body else []

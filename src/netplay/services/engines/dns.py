@@ -5,11 +5,9 @@ module holds its drivers and the engine.  :func:`serve` binds the port on
 each of the host's addresses and serves UDP and TCP until SIGTERM, in the
 server process the runner forks inside the DNS host (no interpreter to
 start, dnspython already loaded); the engine builds the zones from the
-topology when it starts.  Limits: at most MAX_CONNECTIONS TCP connections
-at once (more are closed at once), and a connection idle for IDLE_S
-seconds is closed.  Several queries on one TCP connection are answered in
-order.  Responses come from one :class:`~netplay.protocols.dns.Answers`,
-which remembers recent ones.
+topology when it starts.  Over TCP, see :class:`_Tcp` for the limits that
+keep idle and slow clients from starving the others.  Responses come from
+one :class:`~netplay.protocols.dns.Answers`, which remembers recent ones.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import contextlib
 import logging
 import signal
 import struct
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:  # imported where they are used: an engine module is cheap to 
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16
 IDLE_S = 10.0
 LENGTH = struct.Struct("!H")
 
@@ -55,34 +55,56 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _Tcp:
+    """DNS over TCP (RFC 7766): several queries per connection, answered in order.
+
+    Idle and slow clients cannot keep others out.  A new connection is always
+    taken: when its client already has MAX_PER_CLIENT connections, the one of
+    them idle longest is closed to make room, and when all MAX_CONNECTIONS
+    are open, the one idle longest of all (a query trickling in byte by byte
+    counts as idle).  A connection idle for IDLE_S is closed."""
+
     def __init__(self, answers: Answers) -> None:
         self.answers = answers
-        self.open = 0
+        self.last: dict[asyncio.StreamWriter, float] = {}  # open connection -> last answer
+        self.clients: dict[str, set[asyncio.StreamWriter]] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.open += 1
+        client = str(writer.get_extra_info("peername", ("?",))[0])
+        mine = self.clients.setdefault(client, set())
+        if len(mine) >= MAX_PER_CLIENT:
+            min(mine, key=self.last.__getitem__).close()
+        elif len(self.last) >= MAX_CONNECTIONS:
+            min(self.last, key=self.last.__getitem__).close()
+        mine.add(writer)
+        self.last[writer] = time.monotonic()
         try:
-            if self.open > MAX_CONNECTIONS:
-                return
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readexactly(2), IDLE_S)
-                    (length,) = LENGTH.unpack(head)
-                    query = await asyncio.wait_for(reader.readexactly(length), IDLE_S)
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    return
-                reply = self.answers(query, tcp=True)
-                if reply is None:
-                    return
-                writer.write(LENGTH.pack(len(reply)) + reply)
-                await writer.drain()
-        except ConnectionError:
-            return
+            await self._converse(reader, writer)
         finally:
-            self.open -= 1
+            mine.discard(writer)
+            if not mine:
+                self.clients.pop(client, None)
+            self.last.pop(writer, None)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not writer.is_closing():
+            try:
+                head = await asyncio.wait_for(reader.readexactly(2), IDLE_S)
+                (length,) = LENGTH.unpack(head)
+                query = await asyncio.wait_for(reader.readexactly(length), IDLE_S)
+            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                return
+            reply = self.answers(query, tcp=True)
+            if reply is None:
+                return
+            writer.write(LENGTH.pack(len(reply)) + reply)
+            try:
+                await asyncio.wait_for(writer.drain(), IDLE_S)
+            except (TimeoutError, ConnectionError):
+                return
+            self.last[writer] = time.monotonic()
 
 
 async def serve(zones: Zones, addresses: Sequence[str], port: int) -> None:

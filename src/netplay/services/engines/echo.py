@@ -69,6 +69,7 @@ class EchoEngine(Engine):
         "idle_timeout": (int, float),
         "max_connections": int,
     }
+    minimums: ClassVar[Mapping[str, float]] = {"idle_timeout": 0.1, "max_connections": 1}
 
     def start(self, ctx: Context) -> Start:
         port = self.ports(ctx)[0]

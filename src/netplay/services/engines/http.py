@@ -5,11 +5,13 @@ granian (a Rust HTTP server for Python applications, built on hyper) was
 chosen by measurement (docs/dependencies.md): it answers a malformed
 request line with 400, oversized headers with 431, cuts off a client that
 sends its headers too slowly while it serves others, keeps serving with
-1,000 idle connections open, and rejects requests that carry both
-Content-Length and Transfer-Encoding or two Content-Lengths.  HTTPS is
-rustls: TLS 1.2 and 1.3 only, with the host's certificate from the
-playground CA.  One worker process with a pool of threads for the WSGI
-application, listening on every address of the host (IPv6 and IPv4).
+1,000 idle connections open, rejects two Content-Lengths, and takes a body
+framed by both Content-Length and Transfer-Encoding as chunked, closing the
+connection after it.  HTTPS is rustls: TLS 1.2 and 1.3 only, with the
+host's certificate from the playground CA.  One worker process runs the
+application as ASGI (:mod:`netplay.www._asgi`: bodies are read without a
+thread, within limits, then the WSGI application runs on a pool of
+threads), listening on every address of the host (IPv6 and IPv4).
 granian runs from its Python API in the forked server process, not as a
 command: without a new interpreter to start, www answers in about half
 the time.
@@ -24,9 +26,10 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from netplay.errors import TopologyError
 from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
-from netplay.www import APPS_VARIABLE, SITES_VARIABLE
+from netplay.www import APPS_VARIABLE, SITES_VARIABLE, THREADS_VARIABLE
 
 HEADER_BUFFER = 16 * 1024  # headers larger than this get 431
 HEADER_TIMEOUT_MS = 5_000  # a client has this long to send its headers
@@ -35,21 +38,31 @@ THREADS = 32
 
 class GranianEngine(Engine):
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {"apps": dict, "threads": int}
+    minimums: ClassVar[Mapping[str, float]] = {"threads": 1}
 
     def __init__(self, *, tls: bool) -> None:
         self.tls = tls
         self.default_ports = (443,) if tls else (80,)
 
+    def check(self, ctx: Context, where: str) -> None:
+        super().check(ctx, where)
+        for prefix, target in ctx.option("apps", {}).items():
+            if not prefix.startswith("/") or not isinstance(target, str) or ":" not in target:
+                raise TopologyError(
+                    'apps maps a path to a WSGI application: { "/path" = "module:attribute" }',
+                    field=f"{where}.apps.{prefix}",
+                )
+
     def start(self, ctx: Context) -> Start:
         settings: dict[str, Any] = {
             "address": "::",
             "port": self.ports(ctx)[0],
-            "interface": "wsgi",
+            "interface": "asgi",  # bodies are read without a thread: netplay.www._asgi
             "workers": 1,
-            "blocking_threads": ctx.option("threads", THREADS),
             "websockets": False,
             "log_access": True,
         }
+        threads = str(ctx.option("threads", THREADS))
         if self.tls:
             cert, key = ctx.pki.server(ctx.host)
             settings.update(ssl_cert=cert, ssl_key=key, ssl_protocol_min="tls1.2")
@@ -75,12 +88,13 @@ class GranianEngine(Engine):
 
             os.environ[APPS_VARIABLE] = apps
             os.environ[SITES_VARIABLE] = sites
-            from netplay.www import app  # noqa: F401
+            os.environ[THREADS_VARIABLE] = threads
+            from netplay.www import asgi  # noqa: F401
 
             http1 = HTTP1Settings(
                 header_read_timeout=HEADER_TIMEOUT_MS, max_buffer_size=HEADER_BUFFER
             )
-            Granian("netplay.www:app", http1_settings=http1, **settings).serve()
+            Granian("netplay.www:asgi", http1_settings=http1, **settings).serve()
 
         return serve
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import socket
 from collections.abc import Mapping, Sequence
@@ -114,6 +115,7 @@ class InetdEngine(Engine):
         "family": str,
         "max_children": int,
     }
+    minimums: ClassVar[Mapping[str, float]] = {"max_children": 1}
     example: ClassVar[Mapping[str, Any]] = {"ports": [7], "command": ["cat"]}
 
     def check(self, ctx: Context, where: str) -> None:
@@ -123,6 +125,8 @@ class InetdEngine(Engine):
             raise TopologyError(
                 "an inetd service needs a command: a list of strings", field=f"{where}.command"
             )
+        if shutil.which(command[0]) is None:  # the hosts have the machine's programs
+            raise TopologyError(f"there is no program {command[0]!r}", field=f"{where}.command")
         if ctx.option("mode", "nowait") not in ("wait", "nowait"):
             raise TopologyError("mode is 'wait' or 'nowait'", field=f"{where}.mode")
         family = ctx.option("family", "tcp46")

@@ -1,0 +1,288 @@
+"""Validating a topology before anything is built (pure: no I/O).
+
+:func:`check` raises :class:`~netplay.errors.TopologyError` naming the
+field at fault for anything that would fail later or behave surprisingly:
+names (hosts, networks, services, the domain, zones, sites), addresses
+that cannot number an interface (network, broadcast, loopback, multicast,
+link-local, unspecified), addresses used twice, LANs larger than a bridge,
+routes that cannot be installed or say the same thing twice, and the rules
+of the DNS service (one, on port 53).  What only a service's engine knows
+(its options) is checked by the service layer.
+"""
+
+from __future__ import annotations
+
+from netplay.errors import TopologyError
+from netplay.topology._model import (
+    ADDRESS_SELECTIONS,
+    APP_RE,
+    MAX_MTU,
+    MIN_MTU,
+    NAME_RE,
+    SITE_LABEL_RE,
+    Attachment,
+    Host,
+    IPAddress,
+    IPInterface,
+    IPNetwork,
+    Network,
+    Topology,
+)
+
+#: a Linux bridge numbers its ports in 10 bits, port 0 unused
+MAX_LAN_HOSTS = 1023
+DNS_PORT = 53  # the only port /etc/resolv.conf can name
+
+
+def check(topology: Topology) -> None:
+    """Validate a topology; raise TopologyError naming the field at fault."""
+    if not topology.hosts:
+        raise TopologyError("a topology needs at least one host", field="hosts")
+    if topology.domain is not None and not domain_name(topology.domain):
+        raise TopologyError(f"{topology.domain!r} is not a domain name", field="domain")
+    for origin in topology.zones:
+        if not domain_name(origin):
+            raise TopologyError(f"{origin!r} is not a domain name", field=f"dns.zones.{origin}")
+    names: dict[str, str] = {}
+    for host in topology.hosts:
+        where = f"hosts.{host.name}"
+        if not NAME_RE.fullmatch(host.name):
+            raise TopologyError(
+                f"{host.name!r} is not a valid host name "
+                "(a letter, then letters, digits or '-', at most 32)",
+                field=where,
+            )
+        other = names.get(host.name.casefold())
+        if other is not None:
+            same = "declared twice" if other == host.name else f"the same name as {other!r}"
+            raise TopologyError(f"host {host.name!r} is {same} (names ignore case)", field=where)
+        names[host.name.casefold()] = host.name
+    net_names: set[str] = set()
+    for net in topology.networks:
+        _check_network(net, set(names.values()), net_names)
+    index = topology.by_host()
+    for host in topology.hosts:
+        _check_host(topology, host, index[host.name])
+    _check_dns(topology)
+    if topology.address_selection not in ADDRESS_SELECTIONS:
+        raise TopologyError(
+            f"{topology.address_selection!r} is not one of {', '.join(ADDRESS_SELECTIONS)}",
+            field="address_selection",
+        )
+    _check_sites(topology)
+
+
+def _check_dns(topology: Topology) -> None:
+    """One DNS server, on port 53."""
+    first = None
+    for host in topology.hosts:
+        for i, service in enumerate(host.services):
+            if service.kind != "dns":
+                continue
+            where = f"hosts.{host.name}.services[{i}]"
+            if first is not None:
+                raise TopologyError(
+                    f"a playground has one DNS server (there is one on {first})", field=where
+                )
+            first = host.name
+            if service.ports and service.ports != (DNS_PORT,):
+                raise TopologyError(
+                    "the DNS service listens on port 53: /etc/resolv.conf cannot name another",
+                    field=f"{where}.ports",
+                )
+
+
+def domain_name(text: str) -> bool:
+    """Whether ``text`` is a domain name (letters, digits, '-'; dots between labels)."""
+    labels = text.casefold().removesuffix(".").split(".")
+    return bool(text) and all(SITE_LABEL_RE.fullmatch(label) for label in labels)
+
+
+def _check_sites(topology: Topology) -> None:
+    seen: set[str] = set()
+    hosts = {h.name: h for h in topology.hosts}
+    for site in topology.sites:
+        where = f"sites.{site.name}"
+        name = site.name.casefold().removesuffix(".")
+        if "." not in name or not domain_name(name):
+            raise TopologyError(f"{site.name!r} is not a domain name", field=where)
+        if name in seen:
+            raise TopologyError(f"the site {site.name!r} is declared twice", field=where)
+        seen.add(name)
+        host = hosts.get(site.host)
+        if host is None:
+            raise TopologyError(
+                f"there is no host {site.host!r} to serve it", field=f"{where}.host"
+            )
+        if not any(s.kind in ("http", "https") for s in host.services):
+            raise TopologyError(
+                f"{site.host} has no http or https service to serve it", field=f"{where}.host"
+            )
+        given = [k for k in ("app", "static", "redirect") if getattr(site, k) is not None]
+        if len(given) != 1:
+            raise TopologyError("a site serves one of app, static or redirect", field=where)
+        if site.app is not None and not APP_RE.fullmatch(site.app):
+            raise TopologyError(f"{site.app!r} is not module:attribute", field=f"{where}.app")
+        if site.redirect is not None and not site.redirect.startswith(("http://", "https://")):
+            raise TopologyError(
+                "a redirect is an http:// or https:// URL", field=f"{where}.redirect"
+            )
+
+
+def _check_network(net: Network, hosts: set[str], seen: set[str]) -> None:
+    where = f"{net.kind}s.{net.name}"
+    if not NAME_RE.fullmatch(net.name):
+        raise TopologyError(f"{net.name!r} is not a valid network name", field=where)
+    if net.name in seen:
+        raise TopologyError(f"network {net.name!r} is declared twice", field=where)
+    seen.add(net.name)
+    if not MIN_MTU <= net.mtu <= MAX_MTU:
+        raise TopologyError(
+            f"MTU {net.mtu} is out of range ({MIN_MTU} to {MAX_MTU})", field=f"{where}.mtu"
+        )
+    if net.kind == "link" and len(net.attachments) != 2:
+        raise TopologyError(
+            f"a link joins exactly two hosts, this one has {len(net.attachments)}",
+            field=f"{where}.hosts",
+        )
+    if not net.attachments:
+        raise TopologyError("a LAN needs at least one host", field=f"{where}.hosts")
+    if len(net.attachments) > MAX_LAN_HOSTS:
+        raise TopologyError(
+            f"a LAN is one bridge, which takes at most {MAX_LAN_HOSTS} hosts "
+            f"(this one has {len(net.attachments)}): split it into several LANs",
+            field=f"{where}.hosts",
+        )
+    used: dict[IPAddress, str] = {}
+    subnets: dict[int, tuple[IPNetwork, str]] = {}
+    for att in net.attachments:
+        at = f"{where}.hosts.{att.host}"
+        if att.host not in hosts:
+            raise TopologyError(
+                f"unknown host {att.host!r} (declare it under [hosts.{att.host}])", field=at
+            )
+        for address in att.addresses:
+            _check_address(address, net.kind, at)
+            if address.ip in used:
+                raise TopologyError(
+                    f"address {address.ip} is already used by {used[address.ip]} on {net.name}",
+                    field=at,
+                )
+            used[address.ip] = att.host
+            if net.kind == "lan":
+                first = subnets.setdefault(address.version, (address.network, att.host))
+                if first[0] != address.network:
+                    raise TopologyError(
+                        f"address {address} is not in the LAN's subnet {first[0]} "
+                        f"(set by {first[1]})",
+                        field=at,
+                    )
+
+
+def _check_address(address: IPInterface, kind: str, where: str) -> None:
+    """An address an interface can have: not special, and on a LAN one of its subnet's hosts."""
+    ip = address.ip
+    special = (
+        "unspecified" if ip.is_unspecified
+        else "loopback" if ip.is_loopback
+        else "multicast" if ip.is_multicast
+        else "link-local" if ip.is_link_local
+        else None
+    )  # fmt: skip
+    if special:
+        raise TopologyError(f"{ip} is a {special} address, not one for an interface", field=where)
+    if kind == "lan":
+        if address.network.prefixlen == address.max_prefixlen:
+            raise TopologyError(
+                f"address {address} on a LAN needs a prefix, e.g. /24 or /64", field=where
+            )
+        if address.network.prefixlen == 0:
+            raise TopologyError(f"{address}: a LAN's prefix cannot be /0", field=where)
+        if address.version == 4 and address.network.prefixlen < 31:
+            if ip == address.network.network_address:
+                raise TopologyError(f"{address} is its network's own address", field=where)
+            if ip == address.network.broadcast_address:
+                raise TopologyError(f"{address} is its network's broadcast address", field=where)
+
+
+def _connected(
+    attached: list[tuple[Network, Attachment]],
+) -> tuple[list[IPNetwork], list[IPAddress], set[IPAddress]]:
+    """The subnets and link peers a host reaches directly, and its own addresses."""
+    subnets: list[IPNetwork] = []
+    peers: list[IPAddress] = []
+    own: set[IPAddress] = set()
+    for net, att in attached:
+        for address in att.addresses:
+            own.add(address.ip)
+            peer = net.peer_of(att, address)
+            if peer is not None:
+                peers.append(peer)
+            elif address.network.prefixlen != address.max_prefixlen:
+                subnets.append(address.network)
+    return subnets, peers, own
+
+
+def _check_host(topology: Topology, host: Host, attached: list[tuple[Network, Attachment]]) -> None:
+    where = f"hosts.{host.name}"
+    if host.nat is not None:
+        if not any(net.name == host.nat for net in topology.networks):
+            raise TopologyError(f"no network is named {host.nat!r}", field=f"{where}.nat")
+        if not any(net.name == host.nat for net, _att in attached):
+            raise TopologyError(
+                f"{host.name} is not attached to {host.nat!r}", field=f"{where}.nat"
+            )
+        if not host.forward:
+            raise TopologyError(
+                "a host that does NAT must forward (set forward = true)", field=f"{where}.nat"
+            )
+    prefixed: dict[IPAddress, str] = {}
+    for net, att in attached:
+        for address in att.addresses:
+            if address.network.prefixlen == address.max_prefixlen:
+                continue  # a router's own address may number several links
+            if address.ip in prefixed:
+                raise TopologyError(
+                    f"{host.name} has {address.ip} on {prefixed[address.ip]} already",
+                    field=f"{net.kind}s.{net.name}.hosts.{host.name}",
+                )
+            prefixed[address.ip] = net.name
+    subnets, peers, own = _connected(attached)
+    destinations: set[IPNetwork] = set()
+    for i, route in enumerate(host.routes):
+        at = f"{where}.routes[{i}]"
+        if route.via in own:
+            raise TopologyError(f"{route.via} is {host.name}'s own address", field=f"{at}.via")
+        if route.to in destinations:
+            raise TopologyError(f"a second route to {route.to}", field=f"{at}.to")
+        destinations.add(route.to)
+        if route.via in peers or any(route.via in s for s in subnets):
+            continue
+        raise TopologyError(
+            f"gateway {route.via} is not on any network {host.name} is attached to",
+            field=f"{at}.via",
+        )
+    names: set[str] = set()
+    for i, service in enumerate(host.services):
+        if not NAME_RE.fullmatch(service.kind):
+            raise TopologyError(
+                f"{service.kind!r} is not a valid service kind",
+                field=f"{where}.services[{i}].kind",
+            )
+        if not NAME_RE.fullmatch(service.name):
+            raise TopologyError(
+                f"{service.name!r} is not a valid service name",
+                field=f"{where}.services[{i}].name",
+            )
+        if service.name in names:
+            raise TopologyError(
+                f"{host.name} has two services named {service.name!r}",
+                field=f"{where}.services[{i}].name",
+            )
+        names.add(service.name)
+        for port in service.ports:
+            if not 1 <= port <= 65535:
+                raise TopologyError(
+                    f"port {port} is out of range (1 to 65535)",
+                    field=f"{where}.services[{i}].ports",
+                )
