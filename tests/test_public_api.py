@@ -104,9 +104,11 @@ def test_layer_names() -> None:
     """What the layers offer each other; their modules behind are private."""
     assert set(netplay.fabric.__all__) == {
         "SERVICE_DATA",
+        "HostSetup",
         "LiveInterface",
         "Mount",
         "Paths",
+        "Privacy",
         "Realm",
         "alive",
         "base_dir",

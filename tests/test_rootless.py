@@ -157,7 +157,7 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
     try:
         assert as_user(user, "exec", "h1", "--", "hostname").stdout == "h1\n"
         www_cert = as_user(user, "ca", "--host", "www").stdout.split()[0]
-        trusted = as_user(user, "exec", "h1", "--", "openssl", "verify", www_cert)
+        trusted = as_user(user, "exec", "www", "--", "openssl", "verify", www_cert)  # its own
         assert trusted.stdout == f"{www_cert}: OK\n", trusted.stdout + trusted.stderr
         assert as_user(user, "exec", "h1", "--", "id", "-u").stdout == "0\n"
         ping = as_user(user, "exec", "h1", "--", "ping", "-c1", "-W2", "www")

@@ -72,8 +72,7 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
     issued = store.ensure(paths.name, wanted, topology.domain or "localhost", now)
     if issued:
         log.info("issued %d certificates in %s", len(issued), store.dir)
-    host_mounts, template_mounts = hosts.write_files(paths, topology, store.ca.read_bytes())
-    fabric.build(paths, topology, host_mounts, template_mounts)
+    fabric.build(paths, topology, hosts.write_files(paths, topology, store))
     try:
         services.start_all(paths, topology, store, state.runners)
     finally:

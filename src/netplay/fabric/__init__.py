@@ -13,7 +13,8 @@ This is what the other layers use of it; the modules behind it are private:
   :func:`start_keeper`, :func:`enter_host`, :func:`netns`,
   :func:`namespaces_available`;
 - building and removing: :func:`nft_path` (checked before), :func:`made_by`,
-  :func:`note_run_netns`, :func:`build` (with :data:`Mount` bind mounts),
+  :func:`note_run_netns`, :func:`build` (the hosts' :class:`HostSetup`: bind
+  mounts and :class:`Privacy`),
   :func:`teardown`,
   :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
   :func:`hosts_pinned`;
@@ -36,7 +37,7 @@ from netplay.fabric._lifecycle import (
 )
 from netplay.fabric._linux import die_with_parent
 from netplay.fabric._live import LiveInterface, interfaces
-from netplay.fabric._namespaces import Mount, enter_host, netns
+from netplay.fabric._namespaces import HostSetup, Mount, Privacy, enter_host, netns
 from netplay.fabric._nft import nft_path
 from netplay.fabric._procs import alive, in_session, process
 from netplay.fabric._state import (
@@ -56,9 +57,11 @@ from netplay.fabric._userns import available as namespaces_available
 
 __all__ = [
     "SERVICE_DATA",
+    "HostSetup",
     "LiveInterface",
     "Mount",
     "Paths",
+    "Privacy",
     "Realm",
     "alive",
     "base_dir",

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from netplay._model import State
@@ -23,7 +23,7 @@ from netplay.fabric import _namespaces as namespaces
 from netplay.fabric import _netlink as nl
 from netplay.fabric import _nft as nft
 from netplay.fabric import _procs as procs
-from netplay.fabric._namespaces import Mount
+from netplay.fabric._namespaces import HostSetup, Privacy
 from netplay.fabric._state import TMP_PREFIX, Paths
 from netplay.topology import Topology
 
@@ -32,10 +32,14 @@ RUN_NETNS = Path("/run/netns")
 RUN_NETNS_MARK = ".made-run-netns"  # in the playgrounds' directory: netplay made /run/netns
 
 
-def _specs(topology: Topology, mounts: Mapping[str, Sequence[Mount]]) -> list[namespaces.NsSpec]:
+def _specs(topology: Topology, setup: HostSetup) -> list[namespaces.NsSpec]:
     specs = [
         namespaces.NsSpec(
-            key=h.name, host=True, forward=h.forward, mounts=tuple(mounts.get(h.name, ()))
+            key=h.name,
+            host=True,
+            forward=h.forward,
+            mounts=setup.mounts.get(h.name, ()),
+            privacy=setup.privacy.get(h.name, Privacy()),
         )
         for h in topology.hosts
     ]
@@ -49,7 +53,7 @@ def _specs(topology: Topology, mounts: Mapping[str, Sequence[Mount]]) -> list[na
 
 def made_by(paths: Paths, topology: Topology) -> tuple[list[str], list[str]]:
     """The pins and the ``ip netns`` links that building ``topology`` makes."""
-    specs = _specs(topology, {})
+    specs = _specs(topology, HostSetup())
     pins = [str(p) for s in specs for p in namespaces.pins_of(paths, s)]
     links = [str(p) for s in specs if (p := paths.netns_link(s.key))]
     return pins, links
@@ -60,16 +64,11 @@ def hosts_pinned(pins: Sequence[str]) -> int:
     return sum(1 for pin in pins if pin.endswith(".uts"))
 
 
-def build(
-    paths: Paths,
-    topology: Topology,
-    host_mounts: Mapping[str, Sequence[Mount]],
-    template_mounts: Sequence[Mount],
-) -> None:
-    """Make every namespace (hosts get the template's bind mounts, then their
-    own), wire them together, and set up NAT in the hosts that do it."""
-    specs = _specs(topology, host_mounts)
-    namespaces.create(paths, specs, template_mounts)
+def build(paths: Paths, topology: Topology, setup: HostSetup) -> None:
+    """Make every namespace (hosts as ``setup`` says), wire them together, and
+    set up NAT in the hosts that do it."""
+    specs = _specs(topology, setup)
+    namespaces.create(paths, specs, setup.template)
     fds: dict[str, int] = {}
     sockets: dict[str, nl.Socket] = {}
     try:

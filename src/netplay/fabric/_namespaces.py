@@ -23,8 +23,8 @@ import collections
 import contextlib
 import errno
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from netplay.fabric import _linux as linux
@@ -58,21 +58,45 @@ SYSCTLS_SWITCH = (
     ("bridge/bridge-nf-call-arptables", "0"),
 )
 WINDOW = 64  # namespaces the factory may hold open while the parent pins them
+COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 
-#: a bind mount: (what, over which path)
+#: a bind mount: (what, over which path); read-only
 Mount = tuple[Path, Path]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HostSetup:
+    """How the hosts' mount namespaces differ from the machine's: bind mounts
+    for every host (in the template they are copied from) and for each, and
+    what each must not see (:class:`Privacy`)."""
+
+    template: tuple[Mount, ...] = ()
+    mounts: Mapping[str, tuple[Mount, ...]] = field(default_factory=dict)
+    privacy: Mapping[str, Privacy] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Privacy:
+    """What a host must not see: directories ``covered`` by an empty read-only
+    tmpfs in its mount namespace, but for the paths ``kept`` in them (its own
+    certificate and key, say), bind-mounted back at their places: read-only,
+    or writable where their flag says so."""
+
+    covered: tuple[Path, ...] = ()
+    kept: tuple[tuple[Path, bool], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NsSpec:
-    """One namespace to make: a host (net, mnt, uts, with its bind mounts) or a
-    switch (net only)."""
+    """One namespace to make: a host (net, mnt, uts, with its bind mounts and
+    its privacy) or a switch (net only)."""
 
     key: str
     host: bool
     forward: bool = False
     mounts: tuple[Mount, ...] = ()
+    privacy: Privacy = Privacy()
 
 
 def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
@@ -138,7 +162,7 @@ def _factory(
         with contextlib.suppress(OSError):
             linux.umount(point)
     for source, target in template_mounts:
-        linux.mount(str(source), str(target), None, linux.MS_BIND)
+        _bind(source, target)
     template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
     held: collections.deque[list[int]] = collections.deque()
     for spec in specs:
@@ -147,7 +171,8 @@ def _factory(
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
             for source, target in spec.mounts:
-                linux.mount(str(source), str(target), None, linux.MS_BIND)
+                _bind(source, target)
+            _keep_private(spec.privacy)
             with contextlib.suppress(OSError):
                 linux.umount("/sys")
             linux.mount(
@@ -170,6 +195,37 @@ def _factory(
                 os.close(fd)
     while os.read(go, 1 << 16):  # keep the last ones open until all are pinned
         pass
+
+
+def _bind(source: Path | str, target: Path, writable: bool = False) -> None:
+    linux.mount(str(source), str(target), None, linux.MS_BIND)
+    if not writable:
+        linux.mount(None, str(target), None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def _keep_private(privacy: Privacy) -> None:
+    """Cover what a host must not see, and bring back what is its own."""
+    kept = [  # opened before they are covered: the binds come from these
+        (path, writable, path.is_dir(), os.open(path, os.O_PATH | os.O_CLOEXEC))
+        for path, writable in privacy.kept
+        if path.exists()
+    ]
+    try:
+        covered = [place for place in privacy.covered if place.is_dir()]
+        for place in covered:
+            linux.mount("netplay", str(place), "tmpfs", COVER_FLAGS, "mode=0755,size=64k")
+        for path, writable, is_dir, fd in kept:
+            if is_dir:  # its place in the empty cover
+                path.mkdir(parents=True, exist_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            _bind(f"/proc/self/fd/{fd}", path, writable)
+        for place in covered:
+            linux.mount(None, str(place), None, linux.MS_REMOUNT | linux.MS_RDONLY | COVER_FLAGS)
+    finally:
+        for *_rest, fd in kept:
+            os.close(fd)
 
 
 def _kinds(spec: NsSpec) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
-"""The files a playground puts in its hosts: /etc/hosts, /etc/resolv.conf,
-/etc/gai.conf and CA bundles.
+"""The files a playground puts in its hosts (/etc/hosts, /etc/resolv.conf,
+/etc/gai.conf, CA bundles), and the ones it keeps from them.
 
 They are written into the playground's etc directory and bind-mounted in
 each host's mount namespace only (:func:`netplay.fabric.build`), so the
@@ -17,6 +17,15 @@ below IPv4 (precedence 3 against 35), as current systems do; so, by
 default, names resolve IPv4 first and IPv6 is used where asked for
 (``-6``, an IPv6 literal, an AF_INET6 socket).  A topology may choose
 ``ipv4-first`` or ``ipv6-first`` instead (``address_selection``).
+
+Hosts are separate machines: none sees the playground's secrets.  In each
+host's mount namespace, empty read-only directories cover the playgrounds'
+runtime directory (state files, pins, logs), their data directory (the CA's
+key, every host's key, what services keep) and /run/netns; only what is
+the host's own is put back, read-only: the CA's certificate, its own
+certificate and key, the demo user's client certificate, and, writable, the
+data its services keep (``Context.data``).  The files above are read-only
+in the hosts too.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from netplay import pki
-from netplay.fabric import Mount, Paths, remove_path
+from netplay.fabric import HostSetup, Mount, Paths, Privacy, remove_path
 from netplay.topology import Topology
 
 RESOLV_CONF = "resolv.conf"
@@ -55,10 +64,9 @@ def gai_conf(selection: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_files(
-    paths: Paths, topology: Topology, ca_pem: bytes
-) -> tuple[dict[str, list[Mount]], list[Mount]]:
-    """Write the hosts' files; return each host's bind mounts and every host's."""
+def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup:
+    """Write the hosts' files; return how the hosts' mount namespaces differ
+    from the machine's: their files, and what each must not see."""
     etc = paths.etc_dir
     etc.mkdir(parents=True, exist_ok=True)
     resolv = etc / RESOLV_CONF
@@ -67,19 +75,37 @@ def write_files(
     with_dns = topology.dns_host() is not None
     if not with_dns:
         shared.write_text(topology.etc_hosts())
-    mounts: dict[str, list[Mount]] = {}
+    mounts: dict[str, tuple[Mount, ...]] = {}
+    privacy: dict[str, Privacy] = {}
+    covered = _secrets(paths, store)
     for host in topology.hosts:
         hosts_file = shared
         if with_dns:
             hosts_file = etc / f"hosts.{host.name}"
             hosts_file.write_text(topology.etc_hosts_of(host.name))
-        mounts[host.name] = [(hosts_file, Path("/etc/hosts")), (resolv, Path("/etc/resolv.conf"))]
-    template = list(pki.bundles(ca_pem, etc))
+        mounts[host.name] = ((hosts_file, Path("/etc/hosts")), (resolv, Path("/etc/resolv.conf")))
+        own_data = paths.service_data / host.name
+        own_data.mkdir(parents=True, exist_ok=True, mode=0o755)
+        kept = [(path, False) for path in store.seen_by(host.name)] + [(own_data, True)]
+        privacy[host.name] = Privacy(covered=covered, kept=tuple(kept))
+    template = list(pki.bundles(store.ca.read_bytes(), etc))
     if MACHINE_GAI_CONF.is_file():  # a bind mount needs a file to cover (Debian has one)
         gai = etc / GAI_CONF
         gai.write_text(gai_conf(topology.address_selection))
         template.append((gai, MACHINE_GAI_CONF))
-    return mounts, template
+    return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy)
+
+
+def _secrets(paths: Paths, store: pki.Store) -> tuple[Path, ...]:
+    """What no host may see: the playgrounds' runtime directory (their state,
+    pins and logs), the directory of their kept data (CA keys, other hosts'
+    keys, services' data), and the ``ip netns`` links of the machine."""
+    found = [paths.base, store.dir.parent]
+    if paths.root:
+        found.append(Path("/run/netns"))
+    # one inside another (a test session keeps its data in the runtime directory)
+    # is covered already
+    return tuple(p for p in found if not any(p != o and p.is_relative_to(o) for o in found))
 
 
 def remove_files(paths: Paths) -> None:

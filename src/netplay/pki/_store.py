@@ -107,6 +107,12 @@ class Store:
         """The client certificate and key files of ``user``."""
         return self.dir / "clients" / f"{user}.pem", self.dir / "clients" / f"{user}.key"
 
+    def seen_by(self, host: str) -> list[Path]:
+        """What a host may see of the store: the CA's certificate, its own
+        certificate and key, and the demo user's client certificate and key
+        (for mutual TLS from any host).  Never the CA's key or another host's."""
+        return [self.ca, *self.server(host), *self.client()]
+
     def _manifest(self) -> dict[str, Any]:
         try:
             data: dict[str, Any] = json.loads((self.dir / "manifest.json").read_text())

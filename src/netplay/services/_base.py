@@ -59,8 +59,8 @@ class Context:
     host: str
     service: Service
     pki: Store
-    #: what the services of the playground keep across ``down`` (removed by
-    #: ``down --purge``); a directory of their own, apart from the CA
+    #: what the host's services keep across ``down`` (removed by ``down --purge``):
+    #: a directory of the host's own, the only part of the data directory it sees
     data: Path
 
     @property

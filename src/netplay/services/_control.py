@@ -39,7 +39,7 @@ def contexts(topology: Topology, store: Store, data: Path) -> list[tuple[Context
         taken: dict[str, str] = {}
         for i, service in enumerate(host.services):
             where = f"hosts.{host.name}.services[{i}]"
-            ctx = Context(topology, host.name, service, store, data)
+            ctx = Context(topology, host.name, service, store, data / host.name)
             _name, engine = engine_of(service, where)
             engine.check(ctx, where)
             # tcp/80 and tcp6/80 may be one dual-stack socket: count them as one port

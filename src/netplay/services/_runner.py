@@ -95,11 +95,14 @@ def _describe(status: int) -> str:
 class Runner:
     """Supervises the server of one service; runs in its own forked process."""
 
-    def __init__(self, ctx: Context, engine: Engine, files: Files, log_fd: int) -> None:
+    def __init__(
+        self, ctx: Context, engine: Engine, files: Files, log_fd: int, dir_fd: int
+    ) -> None:
         self.ctx = ctx
         self.engine = engine
         self.files = files
         self.log_fd = log_fd
+        self.dir_fd = dir_fd  # the directory of its state file
         self.server: int | None = None
         self.state = ServiceState.STARTING
         self.reason = ""
@@ -125,9 +128,15 @@ class Runner:
             reason=self.reason,
             handled=self.handled,
         )
-        tmp = self.files.state.with_name(self.files.state.name + ".tmp")
-        tmp.write_text(json.dumps(to_data(now)))
-        os.replace(tmp, self.files.state)
+        # through the directory opened before entering the host: the host does
+        # not see the playground's runtime directory (netplay.hosts)
+        name = self.files.state.name
+        fd = os.open(
+            f"{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=self.dir_fd
+        )
+        with open(fd, "w") as out:
+            out.write(json.dumps(to_data(now)))
+        os.replace(f"{name}.tmp", name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
 
     # -- the server process ----------------------------------------------
 
@@ -140,6 +149,7 @@ class Runner:
                 # a runner killed takes its server along, and the server its children
                 # (granian's worker, inetd's commands): nothing outlives it holding a port
                 die_with_parent(signal.SIGKILL)
+                os.close(self.dir_fd)  # a way out of the host's view: runners only
                 os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGKILL))
                 os.setpgid(0, 0)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
@@ -313,6 +323,7 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
     files = Files.of(paths, ctx.host, ctx.service.name)
     files.state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    dir_fd = os.open(files.state.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the runner
@@ -320,7 +331,7 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
         try:
             os.close(report_r)
             null = os.open(os.devnull, os.O_RDWR)
-            _release_inherited(null, keep={null, report_w, log_fd})
+            _release_inherited(null, keep={null, report_w, log_fd, dir_fd})
             os.setsid()
             enter_host(paths, ctx.host)
             os.dup2(null, 0)
@@ -328,7 +339,7 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
             os.dup2(log_fd, 2)
             sys.stdout = open(1, "w", buffering=1, closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
-            Runner(ctx, engine, files, log_fd).run(report_w)
+            Runner(ctx, engine, files, log_fd, dir_fd).run(report_w)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -338,6 +349,7 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
             os._exit(status)
     os.close(report_w)
     os.close(log_fd)
+    os.close(dir_fd)
     return pid, report_r
 
 

@@ -1,0 +1,63 @@
+"""Hosts are separate machines: none sees the playground's secrets, or another host's."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from netplay import Playground
+from netplay.fabric import SERVICE_DATA
+
+
+def _sees(pg: Playground, host: str, path: Path) -> bool:
+    return pg.host(host).run(["test", "-e", str(path)]).returncode == 0
+
+
+def test_a_host_sees_only_what_is_its_own(book: Playground) -> None:
+    store = book.pki
+    www_cert, www_key = store.server("www")
+    _h1_cert, h1_key = store.server("h1")
+    assert not _sees(book, "h1", store.dir / "ca.key")  # the CA's key: no host
+    assert not _sees(book, "www", store.dir / "ca.key")
+    assert not _sees(book, "h1", www_key) and not _sees(book, "h1", www_cert)
+    assert _sees(book, "www", www_key) and _sees(book, "h1", h1_key)  # its own
+    assert _sees(book, "h1", store.ca) and _sees(book, "h1", store.client()[0])
+    assert not _sees(book, "h1", book.paths.state)  # the playground's state, pins, logs
+    assert not _sees(book, "h1", book.paths.dir)
+    assert not _sees(book, "h1", book.paths.net_pin("www"))
+
+
+def test_what_hosts_share_is_read_only(book: Playground) -> None:
+    for target in ("/etc/hosts", "/etc/resolv.conf", "/etc/ssl/certs/ca-certificates.crt"):
+        wrote = book.host("h1").run(["sh", "-c", f"echo x >> {target}"])
+        assert wrote.returncode != 0 and "Read-only file system" in wrote.stderr, target
+
+
+def test_a_host_s_services_keep_their_data_where_no_other_host_sees_it(
+    book: Playground,
+) -> None:
+    data = Path(book.state.data) / SERVICE_DATA
+    mine = data / "www" / "kept-by-www.txt"
+    written = book.host("www").run(["sh", "-c", f"echo kept > {mine}"])
+    assert written.returncode == 0, written.stderr
+    try:
+        assert mine.read_text() == "kept\n"  # on the machine, in the data directory
+        assert not _sees(book, "mail", mine)
+        assert not _sees(book, "mail", data / "www")
+    finally:
+        mine.unlink()
+
+
+def test_no_server_holds_a_way_out_of_its_host(book: Playground) -> None:
+    # a directory descriptor of the runtime directory would undo the covers (openat)
+    servers = [s.pid for s in book.services() if s.pid is not None]
+    assert servers
+    for pid in servers:
+        fds = Path(f"/proc/{pid}/fd")
+        for fd in fds.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                target = fd.resolve()
+                assert not (target.is_dir() and target.is_relative_to(book.paths.base)), (
+                    pid,
+                    target,
+                )
