@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from _net import TCP_SEND, TCP_SINK, UDP_COUNT, UDP_SEND, python, run
-from netplay import CableFaults, MissingKernelFeatureError, Playground, Spawned
+from netplay import CableFaults, MissingKernelFeatureError, Playground, Spawned, UsageError
 
 Spawn = Callable[..., Spawned]
 LinkFault = Callable[..., CableFaults]
@@ -35,6 +37,53 @@ def test_total_loss_drops_everything(book: Playground, spawn: Spawn, link_fault:
     assert _udp_through(book, spawn, 100) == 0
     book.link("modemA", "isp", clear=True)
     assert _udp_through(book, spawn, 100) == 100
+
+
+def _udp_into_modem_a(pg: Playground, spawn: Spawn, count: int) -> int:
+    """Datagrams from isp that reach modemA across modemA's cable."""
+    receiver = spawn(pg.host("modemA"), python(UDP_COUNT, "0.0.0.0", 0, 1.0))
+    run(pg.host("isp"), UDP_SEND, "10.25.1.65", receiver.first_line, count)
+    received = int(receiver.readline(20))
+    receiver.stop()
+    return received
+
+
+def test_loss_in_one_direction(book: Playground, spawn: Spawn, link_fault: LinkFault) -> None:
+    assert book.host("modemA").run(["ping", "-c", "1", "-W", "2", "10.25.1.1"]).returncode == 0
+    out = link_fault(book, "modemA", "isp", loss="100%", direction="out")
+    assert out == CableFaults(loss=100.0, only_from="modemA")
+    assert (_udp_through(book, spawn, 100), _udp_into_modem_a(book, spawn, 100)) == (0, 100)
+    # turned: what modemA receives from its LAN, the switch's side of its cable
+    back = book.link("modemA", "isp", direction="in")
+    assert back == CableFaults(loss=100.0, only_from="isp-lan")
+    assert book.status().faults == {"modemA/isp-lan": back}
+    assert (_udp_through(book, spawn, 100), _udp_into_modem_a(book, spawn, 100)) == (100, 0)
+    assert book.link("modemA", "isp", direction="both") == CableFaults(loss=100.0)
+    assert (_udp_through(book, spawn, 50), _udp_into_modem_a(book, spawn, 50)) == (0, 0)
+
+
+def test_a_direction_of_nothing_or_a_bad_value_changes_nothing(
+    book: Playground, spawn: Spawn
+) -> None:
+    with pytest.raises(UsageError, match="--direction says which way"):
+        book.link("modemA", "isp", direction="out")
+    with pytest.raises(UsageError, match="direction 'up' is not one of"):
+        book.link("modemA", "isp", loss="100%", direction="up")
+    with pytest.raises(UsageError, match="is not a rate"):
+        book.link("modemA", "isp", loss="100%", rate="fast")
+    assert book.status().faults == {}
+    assert _udp_through(book, spawn, 50) == 50  # the loss before the bad rate was not made
+
+
+def test_a_link_is_one_cable_whichever_end_is_named(
+    book: Playground, link_fault: LinkFault
+) -> None:
+    assert link_fault(book, "backbone", "isp", loss="5%", direction="out") == CableFaults(
+        loss=5.0, only_from="backbone"
+    )
+    assert book.status().faults == {"isp/isp-backbone": CableFaults(loss=5.0, only_from="backbone")}
+    assert book.link("isp", "backbone", clear=True) == CableFaults()
+    assert book.status().faults == {}
 
 
 def test_down_cuts_and_up_restores(book: Playground, link_fault: LinkFault) -> None:
@@ -72,6 +121,12 @@ def test_rate_limits_a_bulk_transfer(
     assert playground.link("backbone", "example", clear=True) == CableFaults()
     unlimited = _bulk_rate(playground, spawn, size)
     assert unlimited > 5 * rate_bits, f"still limited after clear: {unlimited:.0f} bit/s"
+    # one way: h1 to www goes from backbone to example, and only that is limited
+    towards = link_fault(playground, "example", "backbone", rate="8mbit", direction="in")
+    assert towards == CableFaults(rate="8mbit", only_from="backbone")
+    assert _bulk_rate(playground, spawn, size) <= 1.2 * rate_bits
+    playground.link("example", "backbone", direction="out")  # turned: now only from example
+    assert _bulk_rate(playground, spawn, size) > 5 * rate_bits
 
 
 def test_delay_without_netem_is_reported(book: Playground, link_fault: LinkFault) -> None:

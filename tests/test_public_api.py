@@ -103,6 +103,7 @@ def test_topology_names() -> None:
 def test_layer_names() -> None:
     """What the layers offer each other; their modules behind are private."""
     assert set(netplay.fabric.__all__) == {
+        "DIRECTIONS",
         "SERVICE_DATA",
         "HostSetup",
         "LiveInterface",

@@ -74,13 +74,16 @@ class Process:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CableFaults:
-    """What is done to one cable: loss in percent, a rate, a delay and jitter, cut."""
+    """What is done to one cable: loss in percent, a rate, a delay and jitter, cut;
+    both ways, or only to what one end sends (``only_from``: a host, or the LAN
+    for what comes to the host from its switch)."""
 
     loss: float | None = None
     rate: str | None = None
     delay: str | None = None
     jitter: str | None = None
     down: bool = False
+    only_from: str | None = None
 
     def __bool__(self) -> bool:
         return bool(self.loss or self.rate or self.delay or self.jitter or self.down)

@@ -243,8 +243,11 @@ class Playground:
         down: bool = False,
         up: bool = False,
         clear: bool = False,
+        direction: str | None = None,
     ) -> CableFaults:
-        """Disturb the cable between ``a`` and ``b``; return its faults now."""
+        """Disturb the cable between ``a`` and ``b``; return its faults now.
+        Loss, rate and delay go both ways, or ``direction="out"`` (what ``a``
+        sends) or ``"in"`` (what it receives)."""
         change = functools.partial(
             fabric.disturb,
             loss=loss,
@@ -254,6 +257,7 @@ class Playground:
             down=down,
             up=up,
             clear=clear,
+            direction=direction,
         )
 
         def changed(state: State) -> CableFaults:

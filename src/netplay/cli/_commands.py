@@ -24,6 +24,7 @@ from typing import TextIO
 from netplay import Playground, ServiceState, to_data
 from netplay.cli._format import describe_faults, format_list, format_service, format_status
 from netplay.errors import ServiceError, UnknownHostError, UsageError
+from netplay.fabric import DIRECTIONS
 from netplay.pki import DEMO_USER
 from netplay.services import ACTIONS
 
@@ -205,10 +206,16 @@ def _ca(args: argparse.Namespace, session: Session) -> int:
 def _link_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--loss", help="drop this share of packets each way, e.g. 20%%")
-    p.add_argument("--rate", help="limit each direction, e.g. 1mbit or 500kbit")
+    p.add_argument("--loss", help="drop this share of packets, in each direction: e.g. 20%%")
+    p.add_argument("--rate", help="limit each direction to a rate, e.g. 1mbit or 500kbit")
     p.add_argument("--delay", help="delay each way, e.g. 50ms (needs the netem qdisc)")
     p.add_argument("--jitter", help="vary the delay, e.g. 10ms (needs the netem qdisc)")
+    p.add_argument(
+        "--direction",
+        choices=DIRECTIONS,
+        help="which packets loss, rate and delay apply to: both ways (the default), "
+        "out (what A sends to B) or in (what A receives from B)",
+    )
     state = p.add_mutually_exclusive_group()
     state.add_argument("--down", action="store_true", help="cut the link")
     state.add_argument("--up", action="store_true", help="restore a cut link")
@@ -226,6 +233,7 @@ def _link(args: argparse.Namespace, session: Session) -> int:
         down=args.down,
         up=args.up,
         clear=args.clear,
+        direction=args.direction,
     )
     session.out.write(f"{args.a} <-> {args.b}: {describe_faults(now)}\n")
     return 0

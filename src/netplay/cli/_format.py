@@ -79,7 +79,7 @@ def format_service(service: ServiceStatus) -> str:
 
 
 def describe_faults(faults: CableFaults) -> str:
-    """One line for a cable's faults, e.g. ``loss 20%, rate 1mbit``."""
+    """One line for a cable's faults, e.g. ``loss 20%, rate 1mbit (only what isp sends)``."""
     parts = []
     if faults.loss:
         parts.append(f"loss {faults.loss:g}%")
@@ -89,6 +89,8 @@ def describe_faults(faults: CableFaults) -> str:
         parts.append(f"delay {faults.delay}")
     if faults.jitter:
         parts.append(f"jitter {faults.jitter}")
+    if faults.only_from and parts:
+        parts[-1] += f" (only what {faults.only_from} sends)"
     if faults.down:
         parts.append("down")
     return ", ".join(parts) or "clear"

@@ -24,7 +24,7 @@ This is what the other layers use of it; the modules behind it are private:
   those of a session: :func:`in_session`, and :func:`die_with_parent`.
 """
 
-from netplay.fabric._faults import disturb
+from netplay.fabric._faults import DIRECTIONS, disturb
 from netplay.fabric._lifecycle import (
     build,
     end_keeper,
@@ -56,6 +56,7 @@ from netplay.fabric._userns import Realm, start_keeper
 from netplay.fabric._userns import available as namespaces_available
 
 __all__ = [
+    "DIRECTIONS",
     "SERVICE_DATA",
     "HostSetup",
     "LiveInterface",

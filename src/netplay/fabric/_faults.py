@@ -3,10 +3,12 @@
 A *cable* is one veth pair: the point-to-point link between two routers,
 or one host's connection to a LAN's switch.  ``netplay link A B`` acts on
 the cable between A and B (on a LAN: A's cable to the switch it shares
-with B), in both directions.  Loss is nftables (a random drop at each end's
-ingress), rate is a tbf qdisc on each end's egress, down/up is the link
-state of both ends.  Delay and jitter need the netem qdisc; where the
-kernel lacks it, that is said plainly and nothing is changed.
+with B), in both directions, or in one (``direction``: ``out``, what A
+sends; ``in``, what it receives).  Loss is nftables (a random drop at the
+receiving end's ingress), rate is a tbf qdisc on the sending end's egress,
+down/up is the link state of both ends.  Delay and jitter need the netem
+qdisc; where the kernel lacks it, that is said plainly and nothing is
+changed.
 """
 
 from __future__ import annotations
@@ -36,13 +38,26 @@ TC_H_ROOT = 0xFFFFFFFF  # the root qdisc of an interface's egress
 TIME_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(us|ms|s)$")
 
 
+DIRECTIONS = ("both", "out", "in")
+
+
 @dataclass(frozen=True, slots=True)
 class End:
-    """One end of a cable: the namespace key, interface name and index."""
+    """One end of a cable: the namespace key, interface name and index, and
+    its name for people (a host, or for a switch the LAN)."""
 
     ns: str
     ifname: str
     index: int
+    name: str
+
+    def sends(self, only_from: str | None) -> bool:
+        """Whether this end sends what a fault ``only_from`` applies to."""
+        return only_from is None or only_from == self.name
+
+    def receives(self, only_from: str | None) -> bool:
+        """Whether this end receives what a fault ``only_from`` applies to."""
+        return only_from is None or only_from != self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +67,8 @@ class Cable:
 
 
 def cable(topology: Topology, a: str, b: str) -> Cable:
-    """The cable between host ``a`` and host ``b`` (or ``a`` and a network named ``b``)."""
+    """The cable between host ``a`` and host ``b`` (or ``a`` and a network named
+    ``b``): a link's is the same whichever end is named first."""
     hosts = {h.name for h in topology.hosts}
     if a == b:
         raise UsageError(f"a link joins two hosts: {a} and {b} are one", hint="name two hosts")
@@ -71,16 +87,31 @@ def cable(topology: Topology, a: str, b: str) -> Cable:
             hint="name two hosts on the same link or LAN, as `netplay status` shows",
         )
     net = networks[0]
+    if net.kind == "link":
+        first, second = (
+            End(x.host, x.ifname, nl.host_index(x.ifname), x.host) for x in net.attachments
+        )
+        return Cable(id=f"{first.name}/{net.name}", ends=(first, second))
     att = net.attachment(a)
     assert att is not None
-    here = End(a, att.ifname, nl.host_index(att.ifname))
-    if net.kind == "link":
-        other = next(x for x in net.attachments if x.host != a)
-        there = End(other.host, other.ifname, nl.host_index(other.ifname))
-    else:
-        i = net.attachments.index(att)
-        there = End(nl.switch_key(net.name), nl.port_name(i), nl.port_index(i))
+    i = net.attachments.index(att)
+    here = End(a, att.ifname, nl.host_index(att.ifname), a)
+    there = End(nl.switch_key(net.name), nl.port_name(i), nl.port_index(i), net.name)
     return Cable(id=f"{a}/{net.name}", ends=(here, there))
+
+
+def sender(c: Cable, a: str, direction: str) -> str | None:
+    """Whose packets a fault in ``direction`` from host ``a``'s side applies to
+    (None: both ways)."""
+    if direction not in DIRECTIONS:
+        raise UsageError(
+            f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}",
+            hint="out: what A sends to B; in: what A receives from B",
+        )
+    if direction == "both":
+        return None
+    mine, other = c.ends if c.ends[0].name == a else reversed(c.ends)
+    return (mine if direction == "out" else other).name
 
 
 def parse_loss(text: str) -> float:
@@ -128,12 +159,22 @@ def disturb(
     down: bool = False,
     up: bool = False,
     clear: bool = False,
+    direction: str | None = None,
 ) -> tuple[str, CableFaults]:
     """Change the faults of the cable between ``a`` and ``b`` (``faults`` are
-    every cable's now); return its id and its faults after the change.  Run
-    where the namespaces are (see :class:`~netplay.fabric.Realm`)."""
+    every cable's now); return its id and its faults after the change.
+    ``direction`` (both, out or in, from ``a``'s side) applies to the loss,
+    rate and delay of the cable, those given and those it has; without it,
+    they keep the cable's.  Run where the namespaces are (see
+    :class:`~netplay.fabric.Realm`)."""
     if down and up:
         raise UsageError("--down and --up contradict each other")
+    # every value is read before anything changes: a bad one changes nothing
+    percent = None if loss is None else parse_loss(loss)
+    bits = None if rate is None else parse_rate(rate)
+    for duration in (delay, jitter):
+        if duration is not None:
+            parse_time(duration)
     c = cable(topology, a, b)
     f = Faults(paths.net_pin)
     current = faults.get(c.id, CableFaults())
@@ -142,20 +183,35 @@ def disturb(
         f.rate(c, None)
         f.state(c, True, topology)
         current = CableFaults()
+    only_from = current.only_from if direction is None else sender(c, a, direction)
+    directed = (loss, rate, delay, jitter, current.loss, current.rate, current.delay)
+    if only_from is not None and not any(directed):
+        raise UsageError(
+            "--direction says which way --loss, --rate or --delay go, and none is given",
+            hint=f"e.g. netplay link {a} {b} --loss 20% --direction {direction}",
+        )
+    turned = only_from != current.only_from  # what the cable has must turn too
+    current = dataclasses.replace(current, only_from=only_from)
     if delay is not None or jitter is not None:
-        f.delay(c, parse_time(delay or "0ms"), parse_time(jitter or "0ms"))
         current = dataclasses.replace(current, delay=delay, jitter=jitter)
-    if loss is not None:
-        percent = parse_loss(loss)
-        f.loss(c, percent)
+    if delay is not None or jitter is not None or (turned and current.delay):
+        f.delay(
+            c, parse_time(current.delay or "0ms"), parse_time(current.jitter or "0ms"), only_from
+        )
+    if percent is not None:
         current = dataclasses.replace(current, loss=percent or None)
+    if percent is not None or turned:
+        f.loss(c, current.loss, only_from)
     if rate is not None:
-        net = topology.network(c.id.split("/", 1)[1])
-        f.rate(c, parse_rate(rate), net.mtu)
         current = dataclasses.replace(current, rate=rate)
+    if bits is not None or (turned and current.rate):
+        net = topology.network(c.id.split("/", 1)[1])
+        f.rate(c, bits or parse_rate(current.rate or ""), net.mtu, only_from)
     if down or up:
         f.state(c, up, topology)
         current = dataclasses.replace(current, down=down)
+    if not (current.loss or current.rate or current.delay or current.jitter):
+        current = dataclasses.replace(current, only_from=None)  # a direction of nothing
     return c.id, current
 
 
@@ -175,9 +231,10 @@ class Faults:
         with netns(pin), IPRoute() as ipr:
             action(ipr, *args, **kwargs)
 
-    def loss(self, c: Cable, percent: float | None) -> None:
+    def loss(self, c: Cable, percent: float | None, only_from: str | None = None) -> None:
+        """A random drop at the ingress of the ends that receive what it applies to."""
         for end, pin in self._each(c):
-            if percent:
+            if percent and end.receives(only_from):
                 _nft.apply(pin, _nft.set_loss(end.ifname, percent), f"{end.ns} {end.ifname}")
             else:
                 try:
@@ -185,10 +242,13 @@ class Faults:
                 except FabricError:
                     pass  # there was no loss to clear
 
-    def rate(self, c: Cable, bits: int | None, mtu: int = 1500) -> None:
-        """A tbf qdisc on each end's egress (None removes it)."""
+    def rate(
+        self, c: Cable, bits: int | None, mtu: int = 1500, only_from: str | None = None
+    ) -> None:
+        """A tbf qdisc on the egress of the ends that send what it applies to
+        (None removes it)."""
         for end, pin in self._each(c):
-            if bits is None:
+            if bits is None or not end.sends(only_from):
                 self._tc(pin, _quiet_del, end.index)
                 continue
             rate = bits // 8
@@ -217,11 +277,17 @@ class Faults:
             with netns(pin), nl.Socket() as sock:
                 sock.send(end.ns, requests)
 
-    def delay(self, c: Cable, delay_ms: float, jitter_ms: float = 0.0) -> None:
-        """netem delay at each end's egress (replaces a rate limit there)."""
+    def delay(
+        self, c: Cable, delay_ms: float, jitter_ms: float = 0.0, only_from: str | None = None
+    ) -> None:
+        """netem delay on the egress of the ends that send what it applies to
+        (replaces a rate limit there)."""
         from pyroute2.netlink.exceptions import NetlinkError
 
         for end, pin in self._each(c):
+            if not end.sends(only_from):
+                self._tc(pin, _quiet_del, end.index)
+                continue
             try:
                 self._tc(
                     pin,
