@@ -124,6 +124,7 @@ def test_layer_names() -> None:
         "interfaces",
         "list_names",
         "made_by",
+        "name_process",
         "namespaces_available",
         "netns",
         "nft_path",

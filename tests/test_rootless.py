@@ -127,6 +127,13 @@ def _kill_processes_of(uid: int) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""  # it ended meanwhile
+
+
 def _data_dir(uid: int) -> str:
     return f"/tmp/netplay-data-{uid}"
 
@@ -170,6 +177,8 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
         described = json.loads(status.stdout)
         assert (described["schema"], described["mode"]) == (1, "rootless")
         assert "h1" in {host["name"] for host in described["hosts"]}
+        shown = {_title(pid) for pid in _user_processes(uid)}  # as ps shows them
+        assert {"netplay: book keeper", "netplay: book www/https server"} <= shown
     finally:
         down = as_user(user, "down")
     assert down.returncode == 0, down.stderr

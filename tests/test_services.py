@@ -114,6 +114,14 @@ def test_every_service_is_running_after_up(svc: Playground) -> None:
     assert svc.status().services == services
 
 
+def test_ps_names_every_runner_and_server(svc: Playground) -> None:
+    for service in svc.services():
+        runner, server = svc.state.runners[service.id].pid, service.pid
+        for pid, role in ((runner, "runner"), (server, "server")):
+            shown = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            assert shown == f"netplay: {svc.name} {service.id} {role}"
+
+
 def test_nowait_serves_three_clients_at_once(svc: Playground) -> None:
     result = svc.host("client").run([sys.executable, "-c", CLIENTS, "1060"], timeout=30)
     greetings, echoes = result.stdout.splitlines()

@@ -55,7 +55,7 @@ def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> 
         state.pins, state.links = fabric.made_by(paths, topology)
         state.made_run_netns = fabric.note_run_netns(paths)
         if not paths.root:
-            state.keeper, state.userns = fabric.start_keeper()
+            state.keeper, state.userns = fabric.start_keeper(paths.name)
         try:
             fabric.write_state(paths, state)
         except BaseException:

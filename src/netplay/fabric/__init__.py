@@ -21,7 +21,8 @@ This is what the other layers use of it; the modules behind it are private:
 - reading interfaces back: :func:`interfaces` (:class:`LiveInterface`);
 - link faults: :func:`disturb`;
 - processes named by pid and start time: :func:`alive`, :func:`process`,
-  those of a session: :func:`in_session`, and :func:`die_with_parent`.
+  those of a session: :func:`in_session`, :func:`die_with_parent`, and
+  :func:`name_process`.
 """
 
 from netplay.fabric._faults import DIRECTIONS, disturb
@@ -39,7 +40,7 @@ from netplay.fabric._linux import die_with_parent
 from netplay.fabric._live import LiveInterface, interfaces
 from netplay.fabric._namespaces import HostSetup, Mount, Privacy, enter_host, netns
 from netplay.fabric._nft import nft_path
-from netplay.fabric._procs import alive, in_session, process
+from netplay.fabric._procs import alive, in_session, name_process, process
 from netplay.fabric._state import (
     SERVICE_DATA,
     Paths,
@@ -77,6 +78,7 @@ __all__ = [
     "interfaces",
     "list_names",
     "made_by",
+    "name_process",
     "namespaces_available",
     "netns",
     "nft_path",

@@ -16,6 +16,15 @@ from collections.abc import Iterable
 from netplay._model import Process
 
 
+def name_process(title: str) -> None:
+    """What ``ps`` and ``top`` show for this process, as daemons name theirs
+    (``netplay: book www/https server``): else every process of every
+    playground would show the command line that made it."""
+    import setproctitle  # a small C extension: only processes that name themselves load it
+
+    setproctitle.setproctitle(title)
+
+
 def start_time(pid: int) -> int | None:
     """The kernel's start time of ``pid`` (clock ticks since boot), or None."""
     try:

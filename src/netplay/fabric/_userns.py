@@ -52,8 +52,9 @@ def _deny(exc: OSError) -> NoPrivilegesError:
     )
 
 
-def start_keeper() -> tuple[Process, int]:
-    """Fork the keeper; return it and its user namespace once they are ready."""
+def start_keeper(name: str) -> tuple[Process, int]:
+    """Fork the keeper of playground ``name``; return it and its user namespace
+    once they are ready."""
     uid, gid = os.geteuid(), os.getegid()
     sleep = shutil.which("sleep") or "/bin/sleep"
     ready_r, ready_w = os.pipe()
@@ -77,7 +78,7 @@ def start_keeper() -> tuple[Process, int]:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            os.execv(sleep, [sleep, "infinity"])
+            os.execv(sleep, [f"netplay: {name} keeper", "infinity"])  # its name in ps
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.write(ready_w, f"e{exc.errno}".encode())

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netplay._model import ServiceState, from_data, to_data
-from netplay.fabric import Paths, die_with_parent, enter_host
+from netplay.fabric import Paths, die_with_parent, enter_host, name_process
 from netplay.services._base import Context, Engine, HealthError
 
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2}
@@ -96,9 +96,10 @@ class Runner:
     """Supervises the server of one service; runs in its own forked process."""
 
     def __init__(
-        self, ctx: Context, engine: Engine, files: Files, log_fd: int, dir_fd: int
+        self, ctx: Context, engine: Engine, files: Files, log_fd: int, dir_fd: int, title: str
     ) -> None:
         self.ctx = ctx
+        self.title = title  # what ps shows: "netplay: book www/https", then runner or server
         self.engine = engine
         self.files = files
         self.log_fd = log_fd
@@ -150,6 +151,7 @@ class Runner:
                 # (granian's worker, inetd's commands): nothing outlives it holding a port
                 die_with_parent(signal.SIGKILL)
                 os.close(self.dir_fd)  # a way out of the host's view: runners only
+                name_process(f"{self.title} server")  # a daemon it execs names itself
                 os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGKILL))
                 os.setpgid(0, 0)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
@@ -334,12 +336,14 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
             _release_inherited(null, keep={null, report_w, log_fd, dir_fd})
             os.setsid()
             enter_host(paths, ctx.host)
+            title = f"netplay: {paths.name} {ctx.host}/{ctx.service.name}"
+            name_process(f"{title} runner")
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             sys.stdout = open(1, "w", buffering=1, closefd=False)
             sys.stderr = open(2, "w", buffering=1, closefd=False)
-            Runner(ctx, engine, files, log_fd, dir_fd).run(report_w)
+            Runner(ctx, engine, files, log_fd, dir_fd, title).run(report_w)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):

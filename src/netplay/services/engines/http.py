@@ -83,6 +83,7 @@ class GranianEngine(Engine):
             # granian itself, in the forked server process: no interpreter to start.  The
             # application is imported here, before granian forks its worker, which
             # inherits it.
+            import setproctitle
             from granian import Granian
             from granian.http import HTTP1Settings
 
@@ -94,7 +95,11 @@ class GranianEngine(Engine):
             http1 = HTTP1Settings(
                 header_read_timeout=HEADER_TIMEOUT_MS, max_buffer_size=HEADER_BUFFER
             )
-            Granian("netplay.www:asgi", http1_settings=http1, **settings).serve()
+            # the name the runner gave it, not granian's own ("... server worker-1" for its worker)
+            named = setproctitle.getproctitle()
+            Granian(
+                "netplay.www:asgi", http1_settings=http1, process_name=named, **settings
+            ).serve()
 
         return serve
 
