@@ -9,6 +9,7 @@ import pytest
 
 from _net import TCP_ASK, TCP_ECHO_PEER, UDP_COUNT, UDP_SEND, python, run
 from netplay import Playground, Spawned
+from netplay.topology import loads
 
 Spawn = Callable[..., Spawned]
 
@@ -99,3 +100,31 @@ def test_the_machines_etc_is_untouched(playground_factory: Callable[..., Playgro
 def test_a_failing_command_reports_its_status(book: Playground) -> None:
     result = book.host("h1").run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+TTL_PAIR = """
+[hosts.far]
+ttl = 7
+[hosts.near]
+[lans.lan.hosts]
+far = ["10.9.0.1/24", "fd6e:7000:99::1/64"]
+near = ["10.9.0.2/24", "fd6e:7000:99::2/64"]
+"""
+
+
+def test_a_host_s_ttl_is_what_it_sends_with(playground_factory: Callable[..., Playground]) -> None:
+    pg = playground_factory(loads(TTL_PAIR), services=False)
+    near = pg.host("near")
+    for target in ("10.9.0.1", "fd6e:7000:99::1"):  # far's replies: IPv4 TTL, IPv6 hop limit
+        reply = near.run(["ping", "-c", "1", "-W", "2", target])
+        assert "ttl=7 " in reply.stdout, reply.stdout
+    assert "ttl=64 " in pg.host("far").run(["ping", "-c", "1", "-W", "2", "10.9.0.2"]).stdout
+
+
+def test_the_ends_of_a_long_line_reach_each_other(
+    playground_factory: Callable[..., Playground],
+) -> None:
+    pg = playground_factory("line:100", services=False)  # 98 routers: past the kernel's 64
+    for target in ("10.64.0.100", "fd6e:7000:ffff::64"):
+        reply = pg.host("h1").run(["ping", "-c", "1", "-W", "5", target])
+        assert reply.returncode == 0, reply.stdout + reply.stderr

@@ -136,6 +136,19 @@ BROKEN = [
         "no network is named 'wan'",
     ),
     (
+        "a TTL of no hops",
+        GOOD.replace("forward = true", "forward = true\nttl = 0"),
+        8,
+        "hosts.b.ttl: must be 1 to 255 hops, not 0",
+    ),
+    (
+        "a TTL past one byte",
+        GOOD.replace("forward = true", "forward = true\nttl = 256"),
+        8,
+        "must be 1 to 255 hops, not 256",
+    ),
+    ("a TTL in words", GOOD.replace("forward = true", 'forward = true\nttl = "64"'), 8, "hops"),
+    (
         "bad mtu",
         GOOD.replace("[lans.net.hosts]", "[lans.net]\nmtu = 100\n[lans.net.hosts]"),
         10,

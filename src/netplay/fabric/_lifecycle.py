@@ -38,6 +38,7 @@ def _specs(topology: Topology, setup: HostSetup) -> list[namespaces.NsSpec]:
             key=h.name,
             host=True,
             forward=h.forward,
+            ttl=h.ttl,
             mounts=setup.mounts.get(h.name, ()),
             privacy=setup.privacy.get(h.name, Privacy()),
         )

@@ -95,6 +95,7 @@ class NsSpec:
     key: str
     host: bool
     forward: bool = False
+    ttl: int | None = None
     mounts: tuple[Mount, ...] = ()
     privacy: Privacy = Privacy()
 
@@ -183,6 +184,13 @@ def _factory(
         _write_sysctls(SYSCTLS_ALL)
         if spec.forward:
             _write_sysctls(SYSCTLS_FORWARD)
+        if spec.ttl is not None:  # before its interfaces exist: they take the default
+            _write_sysctls(
+                [
+                    ("ipv4/ip_default_ttl", str(spec.ttl)),
+                    ("ipv6/conf/default/hop_limit", str(spec.ttl)),
+                ]
+            )
         if not spec.host:
             _write_sysctls(SYSCTLS_SWITCH)
         fds = [os.open(f"/proc/self/ns/{kind}", os.O_RDONLY) for kind in _kinds(spec)]

@@ -17,6 +17,7 @@ from netplay.topology._model import (
     ADDRESS_SELECTIONS,
     APP_RE,
     MAX_MTU,
+    MAX_TTL,
     MIN_MTU,
     NAME_RE,
     SITE_LABEL_RE,
@@ -225,6 +226,8 @@ def _connected(
 
 def _check_host(topology: Topology, host: Host, attached: list[tuple[Network, Attachment]]) -> None:
     where = f"hosts.{host.name}"
+    if host.ttl is not None and not 1 <= host.ttl <= MAX_TTL:
+        raise TopologyError(f"must be 1 to {MAX_TTL} hops, not {host.ttl}", field=f"{where}.ttl")
     if host.nat is not None:
         if not any(net.name == host.nat for net in topology.networks):
             raise TopologyError(f"no network is named {host.nat!r}", field=f"{where}.nat")

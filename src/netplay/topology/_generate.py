@@ -6,15 +6,19 @@ chain of point-to-point links, each numbered with one router address (IPv4
 reaches every other through the chain, with a default route pointing right
 and the hosts beyond its left neighbour summarised into at most log2(N)
 prefixes (the neighbours themselves are reached through the peer routes).
+Past 64 hosts, its hosts send with the largest TTL and hop limit (255)
+rather than the kernel's 64, so that the ends reach each other up to
+``line:256``; beyond, IP itself cannot carry a packet that far.
 """
 
 from __future__ import annotations
 
 import ipaddress
 
-from netplay.topology._model import Attachment, Host, Network, Route, Topology
+from netplay.topology._model import MAX_TTL, Attachment, Host, Network, Route, Topology
 
 STAR_V4 = ipaddress.IPv4Network("10.0.0.0/16")
+KERNEL_TTL = 64  # what a host sends with unless told
 STAR_V6 = ipaddress.IPv6Network("fd6e:7000:fffe::/64")
 LINE_V4 = ipaddress.IPv4Network("10.64.0.0/10")
 LINE_V6 = ipaddress.IPv6Network("fd6e:7000:ffff::/64")
@@ -55,8 +59,10 @@ def _line_routes(i: int, count: int) -> tuple[Route, ...]:
 
 def line(count: int) -> Topology:
     """N routers h1..hN in a chain of point-to-point links."""
+    ttl = MAX_TTL if count - 2 >= KERNEL_TTL else None  # h1 to hN: N - 2 routers, one hop each
     hosts = tuple(
-        Host(name=f"h{i}", forward=True, routes=_line_routes(i, count)) for i in range(1, count + 1)
+        Host(name=f"h{i}", forward=True, routes=_line_routes(i, count), ttl=ttl)
+        for i in range(1, count + 1)
     )
     links = []
     for i in range(1, count):

@@ -37,7 +37,7 @@ T = TypeVar("T")
 _TOP_KEYS = {"name", "domain", "hosts", "lans", "links", "dns", "sites", "address_selection"}
 _SITE_KEYS = {"host", "app", "static", "redirect"}
 _DNS_KEYS = {"records", "zones"}
-_HOST_KEYS = {"forward", "nat", "routes", "services"}
+_HOST_KEYS = {"forward", "nat", "routes", "services", "ttl"}
 _NET_KEYS = {"mtu", "hosts"}
 _GENERATORS: dict[str, Callable[[int], Topology]] = {"line": line, "star": star}
 GENERATED_MAX = 5000
@@ -205,6 +205,9 @@ def _host(name: str, table: Mapping[str, Any]) -> Host:
     nat = table.get("nat")
     if nat is not None:
         _want(nat, str, f"{where}.nat", "the name of a network")
+    ttl = table.get("ttl")
+    if ttl is not None:
+        _want(ttl, int, f"{where}.ttl", "a number of hops")
     routes = []
     for i, item in enumerate(_want(table.get("routes", []), list, f"{where}.routes", "a list")):
         at = f"{where}.routes[{i}]"
@@ -237,7 +240,14 @@ def _host(name: str, table: Mapping[str, Any]) -> Host:
         services.append(
             Service(kind=kind, name=service_name, engine=engine, ports=tuple(ports), options=svc)
         )
-    return Host(name=name, forward=forward, nat=nat, routes=tuple(routes), services=tuple(services))
+    return Host(
+        name=name,
+        forward=forward,
+        nat=nat,
+        routes=tuple(routes),
+        services=tuple(services),
+        ttl=ttl,
+    )
 
 
 def _address(text: str, where: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -69,6 +69,9 @@ class Service:
             object.__setattr__(self, "name", self.kind)
 
 
+MAX_TTL = 255  # an IPv4 TTL and an IPv6 hop limit are one byte
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Host:
     """A machine of the playground: its own network, mount and UTS namespaces."""
@@ -78,6 +81,8 @@ class Host:
     nat: str | None = None
     routes: tuple[Route, ...] = ()
     services: tuple[Service, ...] = ()
+    #: the IPv4 TTL and IPv6 hop limit of what it sends (None: the kernel's 64)
+    ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
