@@ -357,7 +357,7 @@ def _idle_clients_scenario(
         for _reader, writer in idle:  # the rest end too, and the server with them
             writer.close()
             await writer.wait_closed()
-        while tcp.last:
+        while len(tcp.connections):
             await asyncio.sleep(0.01)
         server.close()
         await server.wait_closed()

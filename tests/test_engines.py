@@ -12,23 +12,30 @@ hosts on a LAN declares one service of it (with the options its
 - its log is written and can be followed;
 - an option it does not have, or one of the wrong type, is refused before
   anything is built, naming the field;
-- after ``down``, nothing of it is left: no process, no file.
+- after ``down``, nothing of it is left: no process, no file;
+- hostile clients on every TCP port it listens on (hundreds of idle
+  connections; slow ones, a byte at a time; megabytes of garbage with no
+  line end) neither starve another client's real exchange nor kill it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import pickle
 import re
 import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netplay import Playground, ServiceState, TopologyError
+from netplay import Playground, ServiceState, ServiceStatus, Spawned, TopologyError
 from netplay.fabric import alive
-from netplay.services import Engine, registered
+from netplay.services import Context, Engine, registered
 from netplay.testing import wait_for_service
 from netplay.topology import Topology, loads
 
@@ -184,3 +191,169 @@ def _in_network_namespace(inode: int) -> list[int]:
         except OSError:
             continue
     return found
+
+
+# Hostile clients.  They run in the client host; the real exchange that must
+# still succeed runs in the server host, so that it is another client (by its
+# address) than the hostile ones: a per-client limit may rightly turn away the
+# client that holds hundreds of connections, never the others.
+
+IDLE_CONNECTIONS = 300  # beyond any limit per client or in all (DNS: 16 and 256)
+SLOW_CONNECTIONS = 20  # beyond DNS's 16 per client
+SLOW_BYTE_EVERY_S = 0.2
+GARBAGE_BYTES = 2 << 20
+EXCHANGE_TIMEOUT_S = 10.0
+
+HOSTILE = r"""
+import itertools, random, select, socket, sys, time
+address, port, what, amount = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+# garbage: bytes with no line end anywhere, so that no line, header or command ever ends
+size = max(amount, 1 << 16)
+garbage = random.Random(7).randbytes(size).translate(bytes.maketrans(b"\r\n", b"xx"))
+
+def connect():
+    return socket.create_connection((address, port), timeout=10)
+
+if what == "idle":  # connect, send nothing, hold them open
+    held = [connect() for _ in range(amount)]
+    print("holding", len(held), flush=True)
+elif what == "slow":  # one byte at a time on each, until stopped
+    slow = [connect() for _ in range(amount)]
+    for i in itertools.count():
+        byte = garbage[i % size].to_bytes(1, "big")
+        for sock in list(slow):
+            try:
+                sock.send(byte)
+            except OSError:  # the server closed it: a fair answer to a slow client
+                slow.remove(sock)
+        if i == 0:
+            print("dribbling on", len(slow), flush=True)
+        time.sleep(float(sys.argv[5]))
+elif what == "garbage":  # as fast as the server takes it, reading what it sends back
+    sock = connect()
+    sock.setblocking(False)
+    view = memoryview(garbage)
+    sent, ended, deadline = 0, "", time.monotonic() + 30
+    while sent < amount and not ended and time.monotonic() < deadline:
+        readable, writable, _ = select.select([sock], [sock], [], 1)
+        try:
+            if readable and not sock.recv(1 << 20):
+                ended = "closed"
+            elif writable:
+                sent += sock.send(view[sent : sent + 65536])
+        except OSError as exc:  # reset: also a fair answer to garbage
+            ended = type(exc).__name__
+    print("sent", sent, "of", amount, ended or "open", flush=True)
+time.sleep(3600)  # holding what it has open, until stopped
+"""
+
+EXCHANGE = r"""
+import base64, pickle, socket, sys
+engine, ctx, ports, probe, timeout = pickle.loads(base64.b64decode(sys.stdin.read()))
+try:
+    engine.health(ctx, timeout)
+except Exception as exc:
+    sys.exit(f"its health check failed: {exc!r}")
+for port in ports:
+    try:
+        with socket.create_connection((ctx.address, port), timeout=timeout) as sock:
+            sock.sendall(probe)
+            answer = sock.recv(1)
+    except OSError as exc:
+        sys.exit(f"tcp/{port} did not answer (health check passed): {exc!r}")
+    if not answer:
+        sys.exit(f"tcp/{port} closed the connection without answering (health check passed)")
+"""
+
+
+def _probe(pg: Playground) -> bytes:
+    """What a TCP port is asked, for its protocol's first answer, without knowing the
+    protocol: a DNS query framed for TCP (RFC 1035 4.2.2), then a line end.  DNS answers
+    it, HTTP with 400, TLS with an alert; echo (and cat behind inetd) sends it back; a
+    line protocol answers the line; a server that speaks first greets before it reads."""
+    import dns.message
+
+    query = dns.message.make_query(pg.topology.fqdn("server"), "A").to_wire()
+    return len(query).to_bytes(2, "big") + query + b"\r\n"
+
+
+def _exchange(pg: Playground, kind: str, engine: str, ports: list[int]) -> None:
+    """A real exchange, from the server host: the engine's own health check (one
+    exchange in its protocol, over the transport it chooses), and on each TCP port
+    of ``ports``, the protocol's first answer to :func:`_probe`."""
+    service = next(s for s in pg.topology.host("server").services if s.name == "svc")
+    ctx = Context(pg.topology, "server", service, pg.pki, pg.paths.service_data / "server")
+    found: Engine = registered()[kind][engine]
+    sent = pickle.dumps((found, ctx, ports, _probe(pg), EXCHANGE_TIMEOUT_S))
+    done = pg.host("server").run(
+        [sys.executable, "-c", EXCHANGE],
+        input=base64.b64encode(sent).decode(),
+        timeout=4 * EXCHANGE_TIMEOUT_S,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"no real exchange with {IDENT} on tcp/{ports}: {done.stderr}")
+
+
+def _hostile(
+    pg: Playground, spawn: Callable[..., Spawned], port: int, what: str, *args: object
+) -> Spawned:
+    """Hostile clients of ``port`` in the client host; returned once they are at it."""
+    argv = [sys.executable, "-c", HOSTILE, SERVER, str(port), what, *map(str, args)]
+    return spawn(pg.host("client"), argv, timeout=60)
+
+
+def _survived(pg: Playground, before: ServiceStatus) -> None:
+    """The same server process still serves: not killed, not restarted."""
+    now = pg.service(IDENT)
+    log = "".join(pg.logs(IDENT, lines=20))
+    assert (now.state, now.pid, now.restarts) == (
+        ServiceState.RUNNING,
+        before.pid,
+        before.restarts,
+    ), log
+    assert alive(now.pid, None), f"its server (pid {now.pid}) is dead; log:\n{log}"
+
+
+@parametrize
+def test_idle_connections_do_not_starve_another_client(
+    shared_playground: Playground, spawn: Callable[..., Spawned], kind: str, engine: str
+) -> None:
+    pg = shared_playground
+    before = wait_for_service(pg, IDENT)
+    for port in _tcp_ports(pg):
+        idle = _hostile(pg, spawn, port, "idle", IDLE_CONNECTIONS)
+        assert idle.first_line == f"holding {IDLE_CONNECTIONS}"
+        _exchange(pg, kind, engine, [port])
+        assert idle.running, "the idle connections were held all along"
+        idle.stop()
+    _survived(pg, before)
+
+
+@parametrize
+def test_slow_clients_do_not_starve_another_client(
+    shared_playground: Playground, spawn: Callable[..., Spawned], kind: str, engine: str
+) -> None:
+    pg = shared_playground
+    before = wait_for_service(pg, IDENT)
+    for port in _tcp_ports(pg):
+        slow = _hostile(pg, spawn, port, "slow", SLOW_CONNECTIONS, SLOW_BYTE_EVERY_S)
+        assert slow.first_line is not None and slow.first_line.startswith("dribbling on ")
+        _exchange(pg, kind, engine, [port])
+        assert slow.running, "the slow clients were sending all along"
+        slow.stop()
+    _survived(pg, before)
+
+
+@parametrize
+def test_megabytes_of_garbage_neither_kill_it_nor_starve_another_client(
+    shared_playground: Playground, spawn: Callable[..., Spawned], kind: str, engine: str
+) -> None:
+    pg = shared_playground
+    before = wait_for_service(pg, IDENT)
+    for port in _tcp_ports(pg):
+        garbage = _hostile(pg, spawn, port, "garbage", GARBAGE_BYTES)
+        assert garbage.first_line is not None and garbage.first_line.startswith("sent ")
+        _survived(pg, before)
+        _exchange(pg, kind, engine, [port])
+        garbage.stop()
+    _survived(pg, before)

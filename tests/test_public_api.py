@@ -142,6 +142,7 @@ def test_layer_names() -> None:
     }
     assert set(netplay.services.__all__) == {
         "ACTIONS",
+        "Connections",
         "Context",
         "Engine",
         "HealthError",

@@ -5,6 +5,7 @@ A kind is added by one engine module that registers itself (see
 """
 
 from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._connections import Connections
 from netplay.services._control import (
     ACTIONS,
     contexts,
@@ -18,6 +19,7 @@ from netplay.services._registry import engine_of, register, registered
 
 __all__ = [
     "ACTIONS",
+    "Connections",
     "Context",
     "Engine",
     "HealthError",

@@ -17,12 +17,12 @@ import contextlib
 import logging
 import signal
 import struct
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from netplay.errors import TopologyError
 from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._connections import Connections
 from netplay.services._registry import register
 
 if TYPE_CHECKING:  # imported where they are used: an engine module is cheap to import
@@ -57,33 +57,22 @@ class _Udp(asyncio.DatagramProtocol):
 class _Tcp:
     """DNS over TCP (RFC 7766): several queries per connection, answered in order.
 
-    Idle and slow clients cannot keep others out.  A new connection is always
-    taken: when its client already has MAX_PER_CLIENT connections, the one of
-    them idle longest is closed to make room, and when all MAX_CONNECTIONS
-    are open, the one idle longest of all (a query trickling in byte by byte
-    counts as idle).  A connection idle for IDLE_S is closed."""
+    Idle and slow clients cannot keep others out (:class:`Connections`): a new
+    connection is always taken, and the idlest of its client's (past
+    MAX_PER_CLIENT) or of all (past MAX_CONNECTIONS) gives way; only answers
+    count as activity, so a query trickling in byte by byte is idle.  A
+    connection idle for IDLE_S is closed."""
 
     def __init__(self, answers: Answers) -> None:
         self.answers = answers
-        self.last: dict[asyncio.StreamWriter, float] = {}  # open connection -> last answer
-        self.clients: dict[str, set[asyncio.StreamWriter]] = {}
+        self.connections = Connections(MAX_CONNECTIONS, MAX_PER_CLIENT)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        client = str(writer.get_extra_info("peername", ("?",))[0])
-        mine = self.clients.setdefault(client, set())
-        if len(mine) >= MAX_PER_CLIENT:
-            min(mine, key=self.last.__getitem__).close()
-        elif len(self.last) >= MAX_CONNECTIONS:
-            min(self.last, key=self.last.__getitem__).close()
-        mine.add(writer)
-        self.last[writer] = time.monotonic()
+        self.connections.add(writer)
         try:
             await self._converse(reader, writer)
         finally:
-            mine.discard(writer)
-            if not mine:
-                self.clients.pop(client, None)
-            self.last.pop(writer, None)
+            self.connections.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
@@ -104,7 +93,7 @@ class _Tcp:
                 await asyncio.wait_for(writer.drain(), IDLE_S)
             except (TimeoutError, ConnectionError):
                 return
-            self.last[writer] = time.monotonic()
+            self.connections.touch(writer)
 
 
 async def serve(zones: Zones, addresses: Sequence[str], port: int) -> None:

@@ -12,10 +12,12 @@ topology with one line::
 The server sends back whatever a client sends, on asyncio.  Like every
 server here it expects hostile clients: a connection idle for
 ``idle_timeout`` seconds (default 30) is closed, and at most
-``max_connections`` (default 256) are served at once; more are closed at
-once.  A client that sends without reading is not read from faster than it
-reads (the writer's buffer is drained before the next read), and is closed
-when it has not read for ``idle_timeout`` seconds.
+``max_connections`` (default 256) are held at once, 16 per client; a new
+connection is always taken, and the idlest of its client's or of all gives
+way (:class:`~netplay.services.Connections`), so idle clients cannot keep
+others out.  A client that sends without reading is not read from faster
+than it reads (the writer's buffer is drained before the next read), and is
+closed when it has not read for ``idle_timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -28,31 +30,30 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._connections import Connections
 from netplay.services._registry import register
 
 IDLE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16
 CHUNK = 65536
 
 
 async def serve(port: int, idle_timeout: float, max_connections: int) -> None:
     """Echo on every address of the host until the process is ended."""
-    open_connections = 0
+    connections = Connections(max_connections, min(MAX_PER_CLIENT, max_connections))
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal open_connections
-        open_connections += 1
+        connections.add(writer)
         try:
-            while open_connections <= max_connections:
-                data = await asyncio.wait_for(reader.read(CHUNK), idle_timeout)
-                if not data:
-                    break
+            while data := await asyncio.wait_for(reader.read(CHUNK), idle_timeout):
                 writer.write(data)
                 await asyncio.wait_for(writer.drain(), idle_timeout)  # a client that stops reading
+                connections.touch(writer)
         except (TimeoutError, ConnectionError):
             pass
         finally:
-            open_connections -= 1
+            connections.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

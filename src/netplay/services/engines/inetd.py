@@ -10,8 +10,10 @@ Options: ``command`` (an argv list), ``family`` and ``mode``:
 - ``mode = "nowait"``: for every connection accepted, a new process runs
   the command with the connection as its stdin and stdout (stderr goes to
   the service's log), so many clients are served at once; at most
-  ``max_children`` (64) run together, further connections waiting in the
-  listen queue;
+  ``max_children`` (64) run together, and ``per_source`` (16) for one
+  client address, as xinetd's ``instances`` and ``per_source`` say: past
+  either, a connection is closed at once (and said once in the log), so
+  one client holding its connections open cannot keep the others out;
 - ``mode = "wait"``: when a connection arrives on a listener, one process
   is started with that listening socket itself as stdin and stdout, and
   accepts connections on its own; the next one starts after it exits.
@@ -22,12 +24,12 @@ ucspi-tcp's tcpserver sets them).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import shutil
 import signal
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -36,6 +38,7 @@ from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
 
 MAX_CHILDREN = 64
+PER_SOURCE = 16
 FAMILIES = {
     "tcp": (socket.AF_INET,),
     "tcp6": (socket.AF_INET6,),
@@ -62,8 +65,11 @@ def _listen(family: socket.AddressFamily, port: int) -> socket.socket:
     return sock
 
 
-def _nowait(listeners: Sequence[socket.socket], command: list[str], limit: int) -> None:
-    children: set[int] = set()
+def _nowait(
+    listeners: Sequence[socket.socket], command: list[str], limit: int, per_source: int
+) -> None:
+    children: dict[int, str] = {}  # pid -> the client it serves
+    refused: set[str] = set()  # clients told so in the log, until one is served again
 
     def reap(_sig: int = 0, _frame: object = None) -> None:
         while children:
@@ -73,27 +79,42 @@ def _nowait(listeners: Sequence[socket.socket], command: list[str], limit: int) 
                 return
             if pid == 0:
                 return
-            children.discard(pid)
+            children.pop(pid, None)
 
     signal.signal(signal.SIGCHLD, reap)
     while True:
-        while len(children) >= limit:
-            with contextlib.suppress(ChildProcessError):
-                children.discard(os.waitpid(-1, 0)[0])
         ready, _, _ = select.select(listeners, [], [])
         for listener in ready:
             conn, peer = listener.accept()
+            client = peer[0]
+            why = _full(list(children.values()), client, limit, per_source)
+            if why:  # closed at once, as xinetd does: never left waiting in the queue
+                conn.close()
+                if client not in refused:
+                    refused.add(client)
+                    print(f"inetd: refusing {client}: {why}", file=sys.stderr, flush=True)
+                continue
+            refused.discard(client)
             pid = os.fork()
             if pid == 0:  # pragma: no cover - becomes the command
                 try:
                     for sock in listeners:
                         sock.close()
-                    remote = {"TCPREMOTEIP": peer[0], "TCPREMOTEPORT": str(peer[1])}
+                    remote = {"TCPREMOTEIP": client, "TCPREMOTEPORT": str(peer[1])}
                     _exec(command, conn.fileno(), remote)
                 finally:
                     os._exit(127)
-            children.add(pid)
+            children[pid] = client
             conn.close()
+
+
+def _full(serving: list[str], client: str, limit: int, per_source: int) -> str | None:
+    """Why a new connection from ``client`` is refused, or None."""
+    if len(serving) >= limit:
+        return f"{limit} commands run already (max_children)"
+    if serving.count(client) >= per_source:
+        return f"{per_source} commands serve it already (per_source)"
+    return None
 
 
 def _wait(listeners: Sequence[socket.socket], command: list[str]) -> None:
@@ -114,8 +135,9 @@ class InetdEngine(Engine):
         "mode": str,
         "family": str,
         "max_children": int,
+        "per_source": int,
     }
-    minimums: ClassVar[Mapping[str, float]] = {"max_children": 1}
+    minimums: ClassVar[Mapping[str, float]] = {"max_children": 1, "per_source": 1}
     example: ClassVar[Mapping[str, Any]] = {"ports": [7], "command": ["cat"]}
 
     def check(self, ctx: Context, where: str) -> None:
@@ -155,13 +177,14 @@ class InetdEngine(Engine):
         mode = ctx.option("mode", "nowait")
         families = FAMILIES[ctx.option("family", "tcp46")]
         limit = int(ctx.option("max_children", MAX_CHILDREN))
+        per_source = int(ctx.option("per_source", PER_SOURCE))
 
         def run() -> None:
             listeners = [_listen(family, port) for family in families]
             if mode == "wait":
                 _wait(listeners, command)
             else:
-                _nowait(listeners, command, limit)
+                _nowait(listeners, command, limit, per_source)
 
         return run
 
