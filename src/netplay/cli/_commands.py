@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Callable
@@ -153,7 +154,7 @@ def _logs_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
+    if not re.fullmatch(r"[0-9]{1,9}", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines (0 or more)")
     return int(text)
 
@@ -182,9 +183,10 @@ def _ca_arguments(p: argparse.ArgumentParser) -> None:
 def _ca(args: argparse.Namespace, session: Session) -> int:
     name = session.console.name if session.console is not None else args.name
     store = Playground.certificates(name)
-    if args.host:
+    if args.host is not None:
         cert, key = store.server(args.host)
-        if not cert.exists():
+        # a host's own files only: not "" (the CA's), nor a path such as ../ca
+        if not args.host or cert.parent != store.dir / "servers" or not cert.exists():
             raise UnknownHostError(
                 f"the playground has no certificate for {args.host!r}",
                 hint="see the hosts with `netplay status`",
@@ -269,13 +271,18 @@ def _exec(args: argparse.Namespace, session: Session) -> int:
 def _options_after_host(args: argparse.Namespace) -> None:
     """`netplay exec h1 --name NAME -- CMD`: take --name from before the `--` too."""
     argv = args.argv
-    while argv[:1] and argv[0].startswith("--name"):
+    while argv[:1] and argv[0].startswith("-") and argv[0] != "--":
         if argv[0] == "--name" and len(argv) > 1:
             args.name, argv = argv[1], argv[2:]
         elif argv[0].startswith("--name="):
             args.name, argv = argv[0].split("=", 1)[1], argv[1:]
-        else:
+        elif argv[0] == "--name":
             raise UsageError("--name needs a value", hint="e.g. netplay exec --name book h1 -- ls")
+        else:
+            raise UsageError(
+                f"unknown option {argv[0]} before the command",
+                hint="e.g. netplay exec --name book h1 -- ls",
+            )
     args.argv = argv
 
 

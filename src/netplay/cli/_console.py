@@ -110,7 +110,7 @@ def run_console(pg: Playground, out: TextIO, read: Callable[[str], str] = input)
 def _foreground(pg: Playground, host: str, argv: list[str], out: TextIO) -> None:
     """Run a command with the terminal; Ctrl-C stops the command, not the console."""
     out.flush()
-    proc = pg.host(host).popen(argv)
+    proc = pg.host(host).popen(argv)  # one that cannot start: CommandFailedError, said
     while True:
         try:
             proc.wait()

@@ -5,15 +5,18 @@ Every error is one line on stderr (``netplay: what went wrong (what to do)``)
 and a distinct exit status (see :mod:`netplay.errors`); ``--debug`` adds the
 traceback.  ``exec`` and ``shell`` replace this process with the command
 inside the host, so stdin, the tty and the exit status pass straight through.
+In hosts, ``python3`` is the Python that runs netplay (:func:`_this_python_first`).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from netplay import __version__
@@ -79,6 +82,18 @@ def _debug(argv: Sequence[str]) -> tuple[bool, list[str]]:
     return len(kept) != len(argv), kept
 
 
+def _this_python_first() -> None:
+    """Put the virtual environment netplay runs from first on PATH, for what it
+    runs in hosts (``exec``, ``shell``, the console, inetd's commands): there,
+    ``python3 -m netplay.programs.udp_local`` finds netplay and its libraries,
+    as in an activated environment, however ``netplay`` was found."""
+    if sys.prefix == sys.base_prefix:  # not in a virtual environment
+        return
+    own = str(Path(sys.executable).parent)
+    rest = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d != own]
+    os.environ["PATH"] = os.pathsep.join([own, *rest])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (the same with --debug, which adds
     the traceback)."""
@@ -86,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="netplay: %(message)s"
     )
+    _this_python_first()
     try:
         args = _parser().parse_args(rest)
         command = next(c for c in COMMANDS if c.name == args.command)
@@ -94,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         hint = f" ({exc.hint})" if exc.hint else ""
-        print(f"netplay: {exc}{hint}", file=sys.stderr)
+        print(_one_line(f"netplay: {exc}{hint}"), file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         print("netplay: interrupted", file=sys.stderr)
@@ -103,8 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         print(
-            f"netplay: internal error: {exc.__class__.__name__}: {exc} "
-            "(run again with --debug and report the traceback)",
+            _one_line(
+                f"netplay: internal error: {exc.__class__.__name__}: {exc} "
+                "(run again with --debug and report the traceback)"
+            ),
             file=sys.stderr,
         )
         return INTERNAL_ERROR
+
+
+def _one_line(message: str) -> str:
+    """An error is one line, whatever a name or path in it holds."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")

@@ -31,7 +31,7 @@ T = TypeVar("T")
 TMP_PREFIX = ".state.json.tmp."  # + the writer's pid
 SERVICE_DATA = "services"  # in the data directory: what the services keep
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # whole: fullmatch
 
 
 def base_dir() -> Path:
@@ -56,7 +56,7 @@ def data_dir() -> Path:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(
             f"{name!r} is not a valid playground name",
             hint="use letters, digits, '-' or '_' (at most 32)",

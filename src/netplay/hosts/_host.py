@@ -63,10 +63,16 @@ class Host:
                 preexec_fn=self._enter,
                 **kwargs,
             )
-        except FileNotFoundError as exc:
-            raise CommandFailedError(
-                self.name, argv, 127, stderr=f"{argv[0]}: command not found"
-            ) from exc
+        except (OSError, ValueError) as exc:
+            raise self._cannot_run(argv, exc) from exc
+
+    def _cannot_run(self, argv: Sequence[str], exc: OSError | ValueError) -> CommandFailedError:
+        """What to say when ``argv`` cannot even start: no such program (127, as
+        shells say; an empty name too), or one that is not a program (126)."""
+        if isinstance(exc, FileNotFoundError | ValueError) or not argv[0]:
+            return CommandFailedError(self.name, argv, 127, stderr=f"{argv[0]}: command not found")
+        why = exc.strerror or str(exc)
+        return CommandFailedError(self.name, argv, 126, stderr=f"{argv[0]}: {why}")
 
     def run(
         self,
@@ -147,11 +153,5 @@ class Host:
         self._enter()
         try:
             os.execvp(argv[0], list(argv))
-        except FileNotFoundError:
-            raise CommandFailedError(
-                self.name, argv, 127, stderr=f"{argv[0]}: command not found"
-            ) from None
-        except PermissionError:
-            raise CommandFailedError(
-                self.name, argv, 126, stderr=f"{argv[0]}: permission denied"
-            ) from None
+        except (OSError, ValueError) as exc:
+            raise self._cannot_run(argv, exc) from None

@@ -10,7 +10,9 @@ it can be found, and the field.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -53,7 +55,7 @@ def _read(spec: str) -> tuple[Topology, str | None]:
     """The topology of ``spec``, and the text of its file (None for book and generated)."""
     kind, sep, count = spec.partition(":")
     if sep and kind in _GENERATORS:
-        if not count.isdigit() or not 1 <= int(count) <= GENERATED_MAX:
+        if not re.fullmatch(r"[0-9]{1,9}", count) or not 1 <= int(count) <= GENERATED_MAX:
             raise TopologyError(
                 f"{spec!r}: the number of hosts must be 1 to {GENERATED_MAX}",
                 field="spec",
@@ -63,14 +65,18 @@ def _read(spec: str) -> tuple[Topology, str | None]:
         text = resources.files("netplay.topology").joinpath("book.toml").read_text()
         return loads(text, source="book"), None
     path = Path(spec)
-    if not path.suffix == ".toml" and not path.exists():
+    if not spec or (not path.suffix == ".toml" and not path.exists()):
         raise TopologyError(
             f"no topology {spec!r}: use book, line:N, star:N or a .toml file",
             field="spec",
         )
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)  # a device such as /dev/zero has no end
+        # without blocking: a FIFO no one writes to would hold `up` for ever
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a directory, a device, a FIFO
+                raise TopologyError("not a regular file: a topology is a .toml file", source=spec)
+            raw = f.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:
             raise TopologyError(
                 f"the file is larger than {MAX_FILE_BYTES >> 20} MiB: not a topology",
