@@ -262,9 +262,14 @@ def test_a_lan_larger_than_a_bridge_is_refused() -> None:
         check(star(1024))
 
 
-def test_a_file_without_end_is_refused() -> None:
-    with pytest.raises(TopologyError, match="larger than 4 MiB"):
+def test_a_file_without_end_or_too_large_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="not a regular file"):
         load("/dev/zero")
+    huge = tmp_path / "huge.toml"
+    with huge.open("wb") as f:
+        f.truncate(5 << 20)  # sparse: nothing written
+    with pytest.raises(TopologyError, match="larger than 4 MiB"):
+        load(str(huge))
 
 
 def test_missing_file_is_a_topology_error(tmp_path: Path) -> None:
