@@ -83,5 +83,5 @@ ln -sfn "$venv/bin/netplay" "$link"
 echo "netplay $("$venv/bin/netplay" --version 2>/dev/null | cut -d' ' -f2) is installed in $venv"
 case ":$PATH:" in
     *":$bin:"*) echo "next: netplay up" ;;
-    *) echo "next: add $bin to PATH (export PATH=\"$bin:\$PATH\", in ~/.profile to keep it), then: netplay up" ;;
+    *) echo "next: log in again (~/.profile adds $bin to PATH once it exists) or export PATH=\"$bin:\$PATH\", then: netplay up" ;;
 esac
