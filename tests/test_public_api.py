@@ -126,6 +126,7 @@ def test_layer_names() -> None:
         "made_by",
         "name_process",
         "namespaces_available",
+        "namespaces_of",
         "netns",
         "nft_path",
         "note_run_netns",

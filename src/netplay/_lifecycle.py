@@ -54,10 +54,12 @@ def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> 
         )
         state.pins, state.links = fabric.made_by(paths, topology)
         state.made_run_netns = fabric.note_run_netns(paths)
-        if not paths.root:
-            state.keeper, state.userns = fabric.start_keeper(paths.name)
-        try:
+        if paths.root:
             fabric.write_state(paths, state)
+            return state
+        try:
+            with fabric.start_keeper(paths.name) as (state.keeper, state.userns):
+                fabric.write_state(paths, state)
         except BaseException:
             fabric.end_keeper(state)
             raise
@@ -73,6 +75,7 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
     if issued:
         log.info("issued %d certificates in %s", len(issued), store.dir)
     fabric.build(paths, topology, hosts.write_files(paths, topology, store))
+    state.namespaces = fabric.namespaces_of(state.pins)
     try:
         services.start_all(paths, topology, store, state.runners)
     finally:

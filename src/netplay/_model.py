@@ -124,6 +124,9 @@ class State:
     #: the data directory (CA, certificates), which outlives ``down``
     data: str
     pins: list[str] = dataclasses.field(default_factory=list)
+    #: the inodes of the namespaces behind ``pins``, once made: rootless, what is
+    #: left in them is found by these when the keeper (and its view of the pins) is gone
+    namespaces: list[int] = dataclasses.field(default_factory=list)
     links: list[str] = dataclasses.field(default_factory=list)
     made_run_netns: bool = False
     faults: dict[str, CableFaults] = dataclasses.field(default_factory=dict)

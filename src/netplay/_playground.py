@@ -91,10 +91,15 @@ class Playground:
         pg.purge_on_exit = purge
         try:
             pg.state = pg.realm.call(_lifecycle.make, paths, topo, state)
+            keeper = pg.state.keeper
+            if keeper is not None and not fabric.alive(keeper.pid, keeper.start):
+                raise FabricError("the playground's keeper process ended while it was built")
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the first error is the one to tell
+                # what the build recorded (rootless, it built in a child): its runners
+                made = _lifecycle.read_any(paths) or state
                 # a service that did not start: its log stays for the user to read
-                _lifecycle.teardown(paths, state, keep_logs=isinstance(exc, ServiceError))
+                _lifecycle.teardown(paths, made, keep_logs=isinstance(exc, ServiceError))
             if purge:
                 with contextlib.suppress(Exception):
                     pg.pki.purge()

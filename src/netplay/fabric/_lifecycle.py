@@ -19,12 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netplay._model import State
+from netplay.errors import StateError
 from netplay.fabric import _namespaces as namespaces
 from netplay.fabric import _netlink as nl
 from netplay.fabric import _nft as nft
 from netplay.fabric import _procs as procs
 from netplay.fabric._namespaces import HostSetup, Privacy
-from netplay.fabric._state import TMP_PREFIX, Paths
+from netplay.fabric._state import TMP_PREFIX, Paths, list_names, read_state
 from netplay.topology import Topology
 
 log = logging.getLogger("netplay")
@@ -117,12 +118,21 @@ def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str]) -> None:
             mark.unlink()
 
 
+def namespaces_of(pins: Sequence[str]) -> list[int]:
+    """The inodes of the namespaces behind a playground's pins (where they are)."""
+    return sorted(namespaces.inodes([Path(p) for p in pins]))
+
+
 def end_keeper(state: State) -> None:
     """Rootless: end the playground's keeper and every process left in its user
     namespace.  Only while the keeper lives is that namespace surely this
-    playground's (a namespace's number is reused once it is freed); without
+    playground's (a namespace's number is reused once it is freed).  Without
     it, what is ended is the services' runners and their sessions, each
-    recognised by its pid and start time."""
+    recognised by its pid and start time, and what else is in its user
+    namespace *and* in one of its hosts' (``state.namespaces``): what ``exec``
+    or ``shell`` started.  Two numbers both reused for one process, by a
+    namespace that no living playground of this user holds, is not a risk
+    worth a process of someone else's."""
     keeper = state.keeper
     if keeper is not None and procs.alive(keeper.pid, keeper.start):
         if state.userns is not None:
@@ -130,7 +140,26 @@ def end_keeper(state: State) -> None:
         procs.terminate([keeper.pid], grace=0)
     elif keeper is not None:
         live = [r.pid for r in state.runners.values() if procs.alive(r.pid, r.start)]
-        procs.terminate([pid for runner in live for pid in procs.in_session(runner)])
+        left = {pid for runner in live for pid in procs.in_session(runner)}
+        if state.userns is not None and state.userns not in _held_by_others(state):
+            inside = set(procs.in_namespaces(state.namespaces))
+            left |= inside & set(procs.in_user_namespace(state.userns))
+        procs.terminate(left)
+
+
+def _held_by_others(state: State) -> set[int]:
+    """The user namespaces of this user's other playgrounds whose keepers live."""
+    held = set()
+    base = Paths.of(state.name).base
+    for name in list_names(base):
+        if name == state.name:
+            continue
+        with contextlib.suppress(StateError):
+            other = read_state(Paths.of(name))
+            keeper = other.keeper if other else None
+            if other and other.userns and keeper and procs.alive(keeper.pid, keeper.start):
+                held.add(other.userns)
+    return held
 
 
 def remove_state(paths: Paths, *, keep_dir: bool = False) -> None:

@@ -25,7 +25,7 @@ import selectors
 import shutil
 import struct
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,16 +52,22 @@ def _deny(exc: OSError) -> NoPrivilegesError:
     )
 
 
-def start_keeper(name: str) -> tuple[Process, int]:
-    """Fork the keeper of playground ``name``; return it and its user namespace
-    once they are ready."""
+@contextlib.contextmanager
+def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
+    """Fork the keeper of playground ``name``; give it and its user namespace
+    once they are ready, for the state file to name them.  The keeper stays
+    only if the block ends without an exception: until then it waits for a go
+    ahead, and a process killed before it could record the keeper takes the
+    keeper along (the pipe closes with no go)."""
     uid, gid = os.geteuid(), os.getegid()
     sleep = shutil.which("sleep") or "/bin/sleep"
     ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - reports through the pipe
         try:
             os.close(ready_r)
+            os.close(go_w)
             allowed = linux.ordered_namespaces_cpu()
             linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWNET)
             os.sched_setaffinity(0, allowed)
@@ -75,6 +81,9 @@ def start_keeper(name: str) -> tuple[Process, int]:
             os.setsid()
             os.write(ready_w, b"r")
             os.close(ready_w)
+            if os.read(go_r, 1) != b"g":  # recorded in no state file: no one would end it
+                os._exit(0)
+            os.close(go_r)
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
@@ -84,15 +93,20 @@ def start_keeper(name: str) -> tuple[Process, int]:
                 os.write(ready_w, f"e{exc.errno}".encode())
         os._exit(1)
     os.close(ready_w)
+    os.close(go_r)
     try:
-        answer = os.read(ready_r, 64)
+        try:
+            answer = os.read(ready_r, 64)
+        finally:
+            os.close(ready_r)
+        if answer != b"r":
+            os.waitpid(pid, 0)
+            code = int(answer[1:] or errno.EPERM)
+            raise _deny(OSError(code, os.strerror(code)))
+        yield Process(pid=pid, start=start_time(pid)), os.stat(f"/proc/{pid}/ns/user").st_ino
+        os.write(go_w, b"g")
     finally:
-        os.close(ready_r)
-    if answer != b"r":
-        os.waitpid(pid, 0)
-        code = int(answer[1:] or errno.EPERM)
-        raise _deny(OSError(code, os.strerror(code)))
-    return Process(pid=pid, start=start_time(pid)), os.stat(f"/proc/{pid}/ns/user").st_ino
+        os.close(go_w)
 
 
 def join(pid: int) -> None:
