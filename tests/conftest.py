@@ -5,14 +5,24 @@ entry point): ``shared_playground``, ``playground``, ``playground_factory``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 import pytest
 
 from netplay import Playground
+
+with warnings.catch_warnings():
+    # Hypothesis suggests a patch for a failing example with libcst, where it is
+    # installed, whose import warns (mypy_extensions.TypedDict); under -W error
+    # that would turn a failing example into an internal error that hides it
+    warnings.simplefilter("ignore", DeprecationWarning)
+    with contextlib.suppress(ImportError):
+        import hypothesis.extra._patching  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)

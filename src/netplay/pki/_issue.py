@@ -25,6 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CA_DAYS = 3650
 LEAF_DAYS = 397  # what public CAs may issue at most
 BACKDATE = dt.timedelta(hours=1)  # tolerate clocks a little behind
+COMMON_NAME_MAX = 64  # ub-common-name (RFC 5280)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +132,13 @@ def _leaf(
 def issue_server(
     ca: Pair, names: Sequence[str], addresses: Sequence[str], now: dt.datetime
 ) -> Pair:
-    """A serverAuth certificate for ``names`` (the first is its subject) and ``addresses``."""
+    """A serverAuth certificate for ``names`` and ``addresses``.  Its subject is
+    the first name that fits a common name (64 characters; clients verify the
+    names in subjectAltName, which have no such limit), else the host's label."""
     alt: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     alt += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-    return _leaf(ca, names[0], alt, ExtendedKeyUsageOID.SERVER_AUTH, now)
+    subject = next((n for n in names if len(n) <= COMMON_NAME_MAX), names[0].split(".")[0])
+    return _leaf(ca, subject, alt, ExtendedKeyUsageOID.SERVER_AUTH, now)
 
 
 def issue_client(ca: Pair, user: str, email: str, now: dt.datetime) -> Pair:

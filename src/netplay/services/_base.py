@@ -20,6 +20,7 @@ topology).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ COMMON_OPTIONS: Mapping[str, type | tuple[type, ...]] = {
 }
 #: the least each number may be: option -> minimum (the engines add theirs)
 COMMON_MINIMUMS: Mapping[str, float] = {"restart_limit": 0, "health_timeout": 0.1}
+#: the most each number may be (an hour to answer; beyond, a typo, not a wish)
+COMMON_MAXIMUMS: Mapping[str, float] = {"restart_limit": 10_000, "health_timeout": 3600}
 
 
 _TYPE_NAMES = {
@@ -89,6 +92,8 @@ class Engine:
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {}
     #: the least a number among them may be: name -> minimum
     minimums: ClassVar[Mapping[str, float]] = {}
+    #: the most a number among them may be: name -> maximum
+    maximums: ClassVar[Mapping[str, float]] = {}
     #: what a declaration needs besides its kind to work (ports, options), for the
     #: engine conformance suite and the docs
     example: ClassVar[Mapping[str, Any]] = {}
@@ -112,9 +117,14 @@ class Engine:
                 if set(kinds) == {int, float}:
                     what = "a number"
                 raise TopologyError(f"{key} must be {what}", field=f"{where}.{key}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TopologyError(f"{key} must be a finite number", field=f"{where}.{key}")
             least = COMMON_MINIMUMS.get(key, self.minimums.get(key))
             if least is not None and isinstance(value, int | float) and value < least:
                 raise TopologyError(f"{key} must be at least {least:g}", field=f"{where}.{key}")
+            most = COMMON_MAXIMUMS.get(key, self.maximums.get(key))
+            if most is not None and isinstance(value, int | float) and value > most:
+                raise TopologyError(f"{key} must be at most {most:g}", field=f"{where}.{key}")
         if not self.ports(ctx):
             raise TopologyError("this service needs a port", field=f"{where}.ports")
         if not ctx.topology.primary_addresses(ctx.host):

@@ -33,17 +33,24 @@ from netplay.topology._model import (
 #: a Linux bridge numbers its ports in 10 bits, port 0 unused
 MAX_LAN_HOSTS = 1023
 DNS_PORT = 53  # the only port /etc/resolv.conf can name
+MAX_NAME = 253  # the longest domain name in text, without the final dot (RFC 1035)
 
 
 def check(topology: Topology) -> None:
     """Validate a topology; raise TopologyError naming the field at fault."""
     if not topology.hosts:
         raise TopologyError("a topology needs at least one host", field="hosts")
-    if topology.domain is not None and not domain_name(topology.domain):
-        raise TopologyError(f"{topology.domain!r} is not a domain name", field="domain")
+    if topology.domain is not None:
+        longest = max(len(h.name) for h in topology.hosts) + 1  # "h1." before the domain
+        why = domain_problem(topology.domain, room=longest)
+        if why:
+            raise TopologyError(f"{topology.domain!r} is not a domain name: {why}", field="domain")
     for origin in topology.zones:
-        if not domain_name(origin):
-            raise TopologyError(f"{origin!r} is not a domain name", field=f"dns.zones.{origin}")
+        why = domain_problem(origin)
+        if why:
+            raise TopologyError(
+                f"{origin!r} is not a domain name: {why}", field=f"dns.zones.{origin}"
+            )
     names: dict[str, str] = {}
     for host in topology.hosts:
         where = f"hosts.{host.name}"
@@ -93,10 +100,19 @@ def _check_dns(topology: Topology) -> None:
                 )
 
 
-def domain_name(text: str) -> bool:
-    """Whether ``text`` is a domain name (letters, digits, '-'; dots between labels)."""
-    labels = text.casefold().removesuffix(".").split(".")
-    return bool(text) and all(SITE_LABEL_RE.fullmatch(label) for label in labels)
+def domain_problem(text: str, room: int = 0) -> str | None:
+    """What keeps ``text`` from being a domain name as DNS carries it, with
+    ``room`` characters for the names put in front of it; None if nothing."""
+    if not text.isascii():
+        return "not ASCII (write an internationalised name as its A-label, xn--...)"
+    if text.endswith("."):
+        return "write it without the final dot"
+    labels = text.lower().split(".")
+    if not all(SITE_LABEL_RE.fullmatch(label) for label in labels):
+        return "labels are letters, digits and '-', not at either end, at most 63"
+    if len(text) + room > MAX_NAME:
+        return f"its hosts' names would be longer than DNS allows ({MAX_NAME} characters)"
+    return None
 
 
 def _check_sites(topology: Topology) -> None:
@@ -104,8 +120,8 @@ def _check_sites(topology: Topology) -> None:
     hosts = {h.name: h for h in topology.hosts}
     for site in topology.sites:
         where = f"sites.{site.name}"
-        name = site.name.casefold().removesuffix(".")
-        if "." not in name or not domain_name(name):
+        name = site.name.lower().removesuffix(".")  # one final dot, as DNS writes names
+        if "." not in name or domain_problem(name):
             raise TopologyError(f"{site.name!r} is not a domain name", field=where)
         if name in seen:
             raise TopologyError(f"the site {site.name!r} is declared twice", field=where)
@@ -258,6 +274,12 @@ def _check_host(topology: Topology, host: Host, attached: list[tuple[Network, At
             raise TopologyError(f"{route.via} is {host.name}'s own address", field=f"{at}.via")
         if route.to in destinations:
             raise TopologyError(f"a second route to {route.to}", field=f"{at}.to")
+        peer_route = route.to.prefixlen == route.to.max_prefixlen and route.to[0] in peers
+        if route.to in subnets or peer_route:  # the kernel has that route already
+            raise TopologyError(
+                f"{route.to} is reached directly from {host.name}: it needs no route",
+                field=f"{at}.to",
+            )
         destinations.add(route.to)
         if route.via in peers or any(route.via in s for s in subnets):
             continue

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from netplay.services._base import Context, Engine, HealthError, Start
@@ -39,8 +39,9 @@ MAX_PER_CLIENT = 16
 CHUNK = 65536
 
 
-async def serve(port: int, idle_timeout: float, max_connections: int) -> None:
-    """Echo on every address of the host until the process is ended."""
+async def serve(ports: Sequence[int], idle_timeout: float, max_connections: int) -> None:
+    """Echo on every address of the host, on each of ``ports``, until the process
+    is ended (one limit for all of them)."""
     connections = Connections(max_connections, min(MAX_PER_CLIENT, max_connections))
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -58,10 +59,11 @@ async def serve(port: int, idle_timeout: float, max_connections: int) -> None:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(echo, None, port, backlog=1024)  # IPv4 and IPv6
-    print(f"echo: listening on port {port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    servers = [  # on every address, IPv4 and IPv6
+        await asyncio.start_server(echo, None, port, backlog=1024) for port in ports
+    ]
+    print(f"echo: listening on port {' '.join(map(str, ports))}", flush=True)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
 
 
 class EchoEngine(Engine):
@@ -71,29 +73,32 @@ class EchoEngine(Engine):
         "max_connections": int,
     }
     minimums: ClassVar[Mapping[str, float]] = {"idle_timeout": 0.1, "max_connections": 1}
+    maximums: ClassVar[Mapping[str, float]] = {"idle_timeout": 86_400, "max_connections": 65_536}
 
     def start(self, ctx: Context) -> Start:
-        port = self.ports(ctx)[0]
+        ports = self.ports(ctx)
         idle = float(ctx.option("idle_timeout", IDLE_TIMEOUT_S))
         limit = int(ctx.option("max_connections", MAX_CONNECTIONS))
 
         def run() -> None:
-            asyncio.run(serve(port, idle, limit))
+            asyncio.run(serve(ports, idle, limit))
 
         return run
 
     def health(self, ctx: Context, timeout: float) -> None:
-        probe = os.urandom(16).hex().encode()
-        with socket.create_connection((ctx.address, self.ports(ctx)[0]), timeout=timeout) as sock:
-            sock.sendall(probe)
-            got = b""
-            while len(got) < len(probe):
-                chunk = sock.recv(len(probe) - len(got))
-                if not chunk:
-                    break
-                got += chunk
-        if got != probe:
-            raise HealthError(f"sent {probe!r}, got back {got!r}")
+        """Something sent on each port comes back."""
+        for port in self.ports(ctx):
+            probe = os.urandom(16).hex().encode()
+            with socket.create_connection((ctx.address, port), timeout=timeout) as sock:
+                sock.sendall(probe)
+                got = b""
+                while len(got) < len(probe):
+                    chunk = sock.recv(len(probe) - len(got))
+                    if not chunk:
+                        break
+                    got += chunk
+            if got != probe:
+                raise HealthError(f"sent {probe!r} to port {port}, got back {got!r}")
 
 
 register("echo", "builtin", EchoEngine())

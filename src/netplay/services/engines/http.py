@@ -39,6 +39,7 @@ THREADS = 32
 class GranianEngine(Engine):
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {"apps": dict, "threads": int}
     minimums: ClassVar[Mapping[str, float]] = {"threads": 1}
+    maximums: ClassVar[Mapping[str, float]] = {"threads": 1024}
 
     def __init__(self, *, tls: bool) -> None:
         self.tls = tls

@@ -138,6 +138,7 @@ class InetdEngine(Engine):
         "per_source": int,
     }
     minimums: ClassVar[Mapping[str, float]] = {"max_children": 1, "per_source": 1}
+    maximums: ClassVar[Mapping[str, float]] = {"max_children": 4096, "per_source": 4096}
     example: ClassVar[Mapping[str, Any]] = {"ports": [7], "command": ["cat"]}
 
     def check(self, ctx: Context, where: str) -> None:
