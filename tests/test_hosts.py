@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from netplay import Playground
@@ -61,3 +63,18 @@ def test_no_server_holds_a_way_out_of_its_host(book: Playground) -> None:
                     pid,
                     target,
                 )
+
+
+def test_a_host_cannot_reach_the_machine_s_unix_sockets(
+    tmp_path: Path, playground_factory: Callable[..., Playground]
+) -> None:
+    path = tmp_path / "machine daemon.sock"  # a space: /proc/net/unix's last field
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        pg = playground_factory("line:2", services=False)
+        connect = f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r})"
+        refused = pg.host("h1").run(["python3", "-c", connect])
+        assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
+        with socket.socket(socket.AF_UNIX) as client:  # the machine's own still can
+            client.connect(str(path))

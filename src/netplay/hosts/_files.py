@@ -25,11 +25,16 @@ key, every host's key, what services keep) and /run/netns; only what is
 the host's own is put back, read-only: the CA's certificate, its own
 certificate and key, the demo user's client certificate, and, writable, the
 data its services keep (``Context.data``).  The files above are read-only
-in the hosts too.
+in the hosts too.  The machine's filesystem Unix sockets (its daemons' control
+sockets, say) are covered by an empty file in the template, so that a host
+cannot connect to them: those bound when the playground comes up, as the
+machine's /proc/net/unix lists them.  Abstract sockets belong to a network
+namespace: the hosts have their own.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from netplay import pki
@@ -38,6 +43,9 @@ from netplay.topology import Topology
 
 RESOLV_CONF = "resolv.conf"
 GAI_CONF = "gai.conf"
+NO_SOCKET = "no-socket"
+#: the machine's network namespace is pid 1's; our own where /proc hides it
+MACHINE_UNIX_SOCKETS = (Path("/proc/1/net/unix"), Path("/proc/self/net/unix"))
 MACHINE_GAI_CONF = Path("/etc/gai.conf")
 
 # RFC 6724, section 2.1: the default policy table (prefix, precedence, label)
@@ -93,6 +101,11 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         gai = etc / GAI_CONF
         gai.write_text(gai_conf(topology.address_selection))
         template.append((gai, MACHINE_GAI_CONF))
+    sockets = _machine_sockets(covered)
+    if sockets:
+        cover = etc / NO_SOCKET
+        cover.write_bytes(b"")
+        template += [(cover, socket) for socket in sockets]
     return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy)
 
 
@@ -108,11 +121,47 @@ def _secrets(paths: Paths, store: pki.Store) -> tuple[Path, ...]:
     return tuple(p for p in found if not any(p != o and p.is_relative_to(o) for o in found))
 
 
+def _machine_sockets(covered: tuple[Path, ...]) -> list[Path]:
+    """The machine's filesystem Unix sockets, but for those in ``covered``."""
+    for table in MACHINE_UNIX_SOCKETS:
+        try:
+            lines = table.read_text(errors="replace").splitlines()[1:]
+            break
+        except OSError:
+            continue
+    else:
+        return []
+    found = set()
+    for line in lines:
+        fields = line.split(None, 7)  # the path, last, may hold spaces
+        if len(fields) == 8 and fields[7].startswith("/"):
+            found.add(Path(fields[7]))
+    return sorted(
+        path
+        for path in found
+        if not any(path.is_relative_to(place) for place in covered) and _is_socket(path)
+    )
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        return stat.S_ISSOCK(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def remove_files(paths: Paths) -> None:
     """Remove what :func:`write_files` wrote (and only that)."""
     etc = paths.etc_dir
     if not etc.is_dir():
         return
     own = [*etc.glob("hosts.*"), *etc.glob("trust*.pem")]
-    for path in (etc / "hosts", *sorted(own), etc / RESOLV_CONF, etc / GAI_CONF, etc):
+    for path in (
+        etc / "hosts",
+        *sorted(own),
+        etc / RESOLV_CONF,
+        etc / GAI_CONF,
+        etc / NO_SOCKET,
+        etc,
+    ):
         remove_path(path)
