@@ -203,3 +203,25 @@ def test_run_netns_goes_with_the_last_playground_that_needed_it() -> None:
     assert os.path.isdir("/run/netns")  # the second one's links are in it
     second.down()
     assert os.path.isdir("/run/netns") == existed
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="/run is root's")
+def test_up_on_a_fresh_machine() -> None:
+    """Neither /run/netplay nor /run/netns exists yet: `up` makes both (it
+    once removed the first, held, before writing in it), `down` removes both."""
+    script = (
+        "mount -t tmpfs fresh /run"
+        " && netplay up --detach --name fresh1 line:2"
+        " && netplay exec --name fresh1 h1 -- ping -c1 -W5 10.64.0.2"
+        " && netplay down --purge --name fresh1"
+        " && test ! -e /run/netplay && test ! -e /run/netns"
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -42,7 +42,7 @@ def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> 
     services.contexts(topology, pki.Store(paths.data), paths.service_data)
     with fabric.claim(paths):
         clear_crashed(paths)
-        _forget_failed_up(paths)
+        _forget_failed_up(paths, keep_base=True)
         state = State(
             name=paths.name,
             mode=Mode.ROOT if paths.root else Mode.ROOTLESS,
@@ -83,12 +83,15 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
     return state
 
 
-def teardown(paths: Paths, state: State, *, keep_logs: bool = False) -> None:
+def teardown(
+    paths: Paths, state: State, *, keep_logs: bool = False, keep_base: bool = False
+) -> None:
     """Ask each layer to remove what it made, the namespaces and processes
     first; a step that fails does not keep the others from their work (the
     first failure is raised once all have run).  With ``keep_logs`` the
     services' logs stay, for an ``up`` that failed (the next ``up`` or
-    ``down`` removes them)."""
+    ``down`` removes them); with ``keep_base`` the playgrounds' directory,
+    which an ``up`` holds (:func:`fabric.claim`)."""
     realm = Realm(state.keeper, state.userns)
     steps: list[Callable[[], object]] = []
     if state.keeper is None or fabric.alive(state.keeper.pid, state.keeper.start):
@@ -98,7 +101,7 @@ def teardown(paths: Paths, state: State, *, keep_logs: bool = False) -> None:
         lambda: fabric.end_keeper(state),
         lambda: services.remove_files(paths, keep_logs=keep_logs),
         lambda: hosts.remove_files(paths),
-        lambda: fabric.remove_state(paths, keep_dir=keep_logs),
+        lambda: fabric.remove_state(paths, keep_dir=keep_logs, keep_base=keep_base),
     ]
     all_of(steps)
 
@@ -128,10 +131,10 @@ def remove(paths: Paths, purge: bool) -> bool:
     return state is not None or purged
 
 
-def _forget_failed_up(paths: Paths) -> None:
+def _forget_failed_up(paths: Paths, *, keep_base: bool = False) -> None:
     """The logs an ``up`` that failed kept, and the directory they were in."""
     services.remove_files(paths)
-    fabric.remove_state(paths)
+    fabric.remove_state(paths, keep_base=keep_base)
 
 
 def forget(data: Path) -> None:
@@ -152,7 +155,7 @@ def clear_crashed(paths: Paths) -> None:
             "or start another with --name",
         )
     log.info("removing what a crashed playground %s left", paths.name)
-    teardown(paths, old)
+    teardown(paths, old, keep_base=True)  # called in claim()
 
 
 def read_any(paths: Paths) -> State | None:

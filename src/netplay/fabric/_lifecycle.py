@@ -162,17 +162,20 @@ def _held_by_others(state: State) -> set[int]:
     return held
 
 
-def remove_state(paths: Paths, *, keep_dir: bool = False) -> None:
+def remove_state(paths: Paths, *, keep_dir: bool = False, keep_base: bool = False) -> None:
     """Remove the state file and the playground's directories, once the other
     layers have removed their files; a directory holding files netplay did not
     make is left, with a warning.  ``keep_dir``: the directory stays (it holds
-    the logs of an ``up`` that failed)."""
+    the logs of an ``up`` that failed).  ``keep_base``: the playgrounds'
+    directory stays, even empty (an ``up`` holds it: see :func:`claim`)."""
     unfinished = sorted(paths.dir.glob(f"{TMP_PREFIX}*")) if paths.dir.is_dir() else []
     for path in (paths.ns_dir, paths.state, paths.lock, *unfinished):
         remove_path(path)
     if keep_dir:
         return
     remove_path(paths.dir)
+    if keep_base:
+        return
     with contextlib.suppress(OSError):
         paths.base.rmdir()  # not while other playgrounds live there
 

@@ -14,6 +14,7 @@ works from any process and after any crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -234,30 +235,47 @@ def claim(paths: Paths) -> Iterator[None]:
     The directory is made private (0700) if it is new, and refused if it is
     not this user's own private directory: under /tmp another user could
     have made it, or a link in its place."""
-    try:
-        paths.base.mkdir(parents=True, mode=0o700)
-    except FileExistsError:
-        pass
-    try:
-        st = os.lstat(paths.base)
-    except OSError as exc:
-        raise UsageError(f"cannot make {paths.base} ({exc.strerror})") from exc
-    if (
-        not stat.S_ISDIR(st.st_mode)
-        or st.st_uid != os.geteuid()
-        or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    ):
-        raise UsageError(
-            f"{paths.base} is not a private directory of this user's, so netplay will not "
-            "keep playgrounds there",
-            hint="remove it, or set XDG_RUNTIME_DIR to a directory of your own",
-        )
-    fd = os.open(paths.base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    while True:
+        fd = _private_dir(paths.base)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(paths.base).st_ino == os.fstat(fd).st_ino:
+                break  # not removed by a `down` of the last playground meanwhile
+        os.close(fd)
+    try:
         yield
     finally:
         os.close(fd)
+
+
+def _private_dir(path: Path) -> int:
+    """Make ``path`` private (0700) if it is new; open it, refused if it is not
+    this user's own private directory."""
+    while True:
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(parents=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            break
+        except FileNotFoundError:
+            continue  # removed by a `down` of the last playground meanwhile
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):  # a file, or a link
+                raise _not_private(path) from exc
+            raise UsageError(f"cannot make {path} ({exc.strerror})") from exc
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise _not_private(path)
+    return fd
+
+
+def _not_private(path: Path) -> UsageError:
+    return UsageError(
+        f"{path} is not a private directory of this user's, so netplay will not "
+        "keep playgrounds there",
+        hint="remove it, or set XDG_RUNTIME_DIR to a directory of your own",
+    )
 
 
 def update_state(paths: Paths, change: Callable[[State], T]) -> tuple[State, T]:
