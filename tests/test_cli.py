@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -96,10 +97,13 @@ def test_in_hosts_python3_is_the_python_netplay_runs_with(
     PATH for what it runs in hosts, however `netplay` itself was found."""
     venv = tmp_path / "venv"  # this interpreter's packages, seen from a venv of its own
     subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
-        check=True,
-        timeout=60,
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60
     )
+    # --system-site-packages would name the base interpreter's, not those of a
+    # venv this test runs in (CI's); site.addsitedir also reads their .pth files
+    (own,) = venv.glob("lib/python*/site-packages")
+    dirs = ", ".join(repr(d) for d in site.getsitepackages())
+    (own / "parent.pth").write_text(f"import site; [site.addsitedir(d) for d in ({dirs},)]\n")
     probe = "import sys, netplay; print(sys.prefix)"
     argv = [str(venv / "bin" / "python"), "-m", "netplay", "exec", "--name", cli_playground]
     result = subprocess.run(
