@@ -103,7 +103,7 @@ def test_in_hosts_python3_is_the_python_netplay_runs_with(
     # venv this test runs in (CI's); site.addsitedir also reads their .pth files
     (own,) = venv.glob("lib/python*/site-packages")
     dirs = ", ".join(repr(d) for d in site.getsitepackages())
-    (own / "parent.pth").write_text(f"import site; [site.addsitedir(d) for d in ({dirs},)]\n")
+    (own / "parent.pth").write_text(f"import site; list(map(site.addsitedir, ({dirs},)))\n")
     probe = "import sys, netplay; print(sys.prefix)"
     argv = [str(venv / "bin" / "python"), "-m", "netplay", "exec", "--name", cli_playground]
     result = subprocess.run(

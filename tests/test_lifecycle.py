@@ -214,7 +214,7 @@ def test_up_on_a_fresh_machine() -> None:
         " && netplay up --detach --name fresh1 line:2"
         " && netplay exec --name fresh1 h1 -- ping -c1 -W5 10.64.0.2"
         " && netplay down --purge --name fresh1"
-        " && test ! -e /run/netplay && test ! -e /run/netns"
+        " && echo left: && ls -AR /run"
     )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(
@@ -225,3 +225,4 @@ def test_up_on_a_fresh_machine() -> None:
         env=env,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.endswith("left:\n/run:\n"), done.stdout
