@@ -123,11 +123,13 @@ def remove(paths: Paths, purge: bool) -> bool:
     CA and certificates; whether there was anything to remove."""
     data = kept_in(paths)
     state = read_any(paths)
+    # purged first: where the data directory is inside the playgrounds'
+    # (netplay.testing's), the last one's teardown then removes both
+    purged = purge and pki.Store(data).purge()
     if state is not None:
         teardown(paths, state)
     else:
         _forget_failed_up(paths)
-    purged = purge and pki.Store(data).purge()
     return state is not None or purged
 
 
