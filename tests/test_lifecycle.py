@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 import selectors
 import signal
 import subprocess
 import sys
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,35 @@ def test_generated_topologies_route_end_to_end() -> None:
         assert back.returncode == 0, back.stdout
     with Playground.up("star:5", name="star") as pg:
         assert pg.host("h1").run(["ping", "-c", "1", "-W", "2", "h5"]).returncode == 0
+
+
+def _reach(pg: Playground, pairs: list[tuple[int, int]], v4: str, v6: str) -> None:
+    """Host a pings host b by both families, ``v4``/``v6`` being b's network."""
+    for a, b in pairs:
+        for net in (ip_network(v4), ip_network(v6)):
+            reply = pg.host(f"h{a}").run(["ping", "-c", "1", "-W", "5", str(net[b])])
+            assert reply.returncode == 0, f"h{a} -> h{b}: {reply.stdout}{reply.stderr}"
+
+
+def test_a_line_of_hundreds_of_routers_routes_end_to_end_and_goes() -> None:
+    before = snapshot()
+    count = 250  # the longest line whose ends reach each other (TTL 255)
+    rng = random.Random(count)
+    pairs = [(1, count), (count, 1)] + [
+        (rng.randint(1, count), rng.randint(1, count)) for _ in range(6)
+    ]
+    with Playground.up(f"line:{count}", name="line", services=False) as pg:
+        _reach(pg, pairs, "10.64.0.0/10", "fd6e:7000:ffff::/64")
+    assert snapshot() == before
+
+
+def test_a_lan_of_more_hosts_than_a_bridge_takes() -> None:
+    """star:1100 is a switch of two bridges: hosts 1..1000 on the first."""
+    before = snapshot()
+    pairs = [(1, 1100), (1100, 1), (1001, 2), (1050, 1099)]
+    with Playground.up("star:1100", name="star", services=False) as pg:
+        _reach(pg, pairs, "10.0.0.0/16", "fd6e:7000:fffe::/64")
+    assert snapshot() == before
 
 
 def test_mtu_of_a_custom_topology(tmp_path: Path) -> None:

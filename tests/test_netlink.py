@@ -42,6 +42,20 @@ def test_link_up_with_master() -> None:
     assert dict(msg["attrs"])["IFLA_MASTER"] == 2  # type: ignore[call-overload]
 
 
+def test_a_switch_of_several_bridges() -> None:
+    """Ports 0..999 on br0, the next thousand on br1...; every ifindex once."""
+    assert nl.Switch(1000).bridges == 1 and nl.Switch(1).bridges == 1
+    switch = nl.Switch(2500)
+    assert switch.bridges == 3
+    masters = [switch.master_of(i) for i in (0, 999, 1000, 1999, 2000, 2499)]
+    bridges = [nl.BRIDGE_INDEX, switch.bridge_index(1), switch.bridge_index(2)]
+    assert masters == [bridge for bridge in bridges for _ in range(2)]
+    indexes = [nl.BRIDGE_INDEX] + [nl.port_index(i) for i in range(switch.ports)]
+    for k in range(1, switch.bridges):
+        indexes += [switch.bridge_index(k), *switch.uplink_indexes(k)]
+    assert len(set(indexes)) == len(indexes) and min(indexes) == nl.BRIDGE_INDEX
+
+
 def test_address_requests() -> None:
     v4 = decode(ifaddrmsg, nl.address(2, ip_interface("10.25.1.65/16"), None))
     assert (v4["family"], v4["prefixlen"], v4["index"], v4["flags"]) == (socket.AF_INET, 16, 2, 0)

@@ -257,9 +257,10 @@ def test_sites_and_address_selection_load(tmp_path: Path) -> None:
         loads('address_selection = "ipv5"\n' + GOOD)
 
 
-def test_a_lan_larger_than_a_bridge_is_refused() -> None:
-    with pytest.raises(TopologyError, match="at most 1023 hosts"):
-        check(star(1024))
+def test_a_lan_larger_than_its_switch_takes_is_refused() -> None:
+    check(star(1024))  # more than one bridge takes: several bridges
+    with pytest.raises(TopologyError, match="at most 24,000 hosts"):
+        check(star(24_001))
 
 
 def test_a_file_without_end_or_too_large_is_refused(tmp_path: Path) -> None:

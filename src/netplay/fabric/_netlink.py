@@ -7,6 +7,12 @@ socket.  Every interface gets a fixed ifindex (in a host, ethN is N+2; in a
 switch, br0 is 2 and port i is i+3), so no request waits for the answer of
 another.  veth pairs are created with each end directly in its namespace.
 
+A bridge numbers its ports in 10 bits, so a LAN of more than
+PORTS_PER_BRIDGE hosts is a switch of several bridges: br1, br2, ... each
+take the next PORTS_PER_BRIDGE ports and hang from br0 by a veth pair
+(``upK`` on br0, ``dnK`` on brK), numbered after the ports.  A tree has no
+loop, so no spanning tree is needed; a frame crosses at most three bridges.
+
 The requests are encoded here with :mod:`struct` rather than with
 pyroute2's message classes: those cost about 165 us to encode a route on
 the development machine, and 1,000 routers in a line need some 28,000
@@ -81,6 +87,9 @@ REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 IFF_UP = 1
 IFA_F_NODAD = 0x02  # IPv6 addresses usable at once, whatever the DAD sysctls say
 BRIDGE_INDEX = 2
+# of a bridge's 1,023 ports, so that br0 keeps 23 for the others' uplinks
+# (24,000 hosts: MAX_LAN_HOSTS in netplay.topology)
+PORTS_PER_BRIDGE = 1000
 # IPv4 "BIG TCP": a TCP sender may hand each veth end 185,000-byte segments
 # (the kernel's default is 65,536).  A forwarded segment costs every router
 # and switch on the way the same whatever its size, so bigger segments make a
@@ -147,6 +156,28 @@ def port_index(i: int) -> int:
     return i + 3
 
 
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """The bridges of a LAN's switch, for its number of ports."""
+
+    ports: int
+
+    @property
+    def bridges(self) -> int:
+        return max(1, -(-self.ports // PORTS_PER_BRIDGE))
+
+    def bridge_index(self, k: int) -> int:
+        return BRIDGE_INDEX if k == 0 else self.ports + 3 * k
+
+    def uplink_indexes(self, k: int) -> tuple[int, int]:
+        """The ifindexes of brK's uplink: its end on br0, its end on brK."""
+        return self.ports + 3 * k + 1, self.ports + 3 * k + 2
+
+    def master_of(self, i: int) -> int:
+        """The ifindex of the bridge port i is plugged into."""
+        return self.bridge_index(i // PORTS_PER_BRIDGE)
+
+
 @dataclass(slots=True)
 class Plan:
     """Requests per phase and namespace, each with a description."""
@@ -181,10 +212,10 @@ def veth(ifname: str, index: int, peer: str, peer_index: int, peer_fd: int, mtu:
     return _link(CREATE, index, attrs)
 
 
-def bridge(index: int) -> Request:
+def bridge(index: int, name: str = "br0") -> Request:
     data = _u32(IFLA_BR_STP_STATE, 0) + _u32(IFLA_BR_FORWARD_DELAY, 0)
     info = _str(IFLA_INFO_KIND, "bridge") + _attr(IFLA_INFO_DATA, data)
-    return _link(CREATE, index, _str(IFLA_IFNAME, "br0") + _attr(IFLA_LINKINFO, info))
+    return _link(CREATE, index, _str(IFLA_IFNAME, name) + _attr(IFLA_LINKINFO, info))
 
 
 def link_state(index: int, up: bool) -> Request:
@@ -231,8 +262,8 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
     for net in topology.networks:
         if net.kind == "lan":
             sw = switch_key(net.name)
-            p.add("create", sw, bridge(BRIDGE_INDEX), f"create the switch of {net.name}")
-            p.add("up", sw, link_up(BRIDGE_INDEX), f"bring the switch of {net.name} up")
+            switch = Switch(len(net.attachments))
+            _plan_switch(p, sw, switch, fds[sw], net)
             for i, att in enumerate(net.attachments):
                 p.add(
                     "create",
@@ -250,7 +281,7 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                 p.add(
                     "up",
                     sw,
-                    link_up(port_index(i), BRIDGE_INDEX),
+                    link_up(port_index(i), switch.master_of(i)),
                     f"plug {att.host} into {net.name}",
                 )
         else:
@@ -284,6 +315,21 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
         for request in routes(host, interfaces[host.name]):
             p.add("routes", host.name, request, request.what)
     return p
+
+
+def _plan_switch(p: Plan, sw: str, switch: Switch, fd: int, net: Network) -> None:
+    """The bridges of a LAN's switch, the others hanging from br0."""
+    lan = net.name
+    p.add("create", sw, bridge(BRIDGE_INDEX), f"create the switch of {lan}")
+    p.add("up", sw, link_up(BRIDGE_INDEX), f"bring the switch of {lan} up")
+    for k in range(1, switch.bridges):
+        index = switch.bridge_index(k)
+        up, down = switch.uplink_indexes(k)
+        p.add("create", sw, bridge(index, f"br{k}"), f"create bridge {k} of the switch of {lan}")
+        p.add("create", sw, veth(f"up{k}", up, f"dn{k}", down, fd, net.mtu), f"join bridge {k}")
+        p.add("up", sw, link_up(index), f"bring bridge {k} of the switch of {lan} up")
+        p.add("up", sw, link_up(up, BRIDGE_INDEX), f"plug bridge {k} into br0")
+        p.add("up", sw, link_up(down, index), f"plug bridge {k} into its uplink")
 
 
 def routes(

@@ -4,7 +4,7 @@
 field at fault for anything that would fail later or behave surprisingly:
 names (hosts, networks, services, the domain, zones, sites), addresses
 that cannot number an interface (network, broadcast, loopback, multicast,
-link-local, unspecified), addresses used twice, LANs larger than a bridge,
+link-local, unspecified), addresses used twice, LANs larger than a switch takes,
 routes that cannot be installed or say the same thing twice, and the rules
 of the DNS service (one, on port 53).  What only a service's engine knows
 (its options) is checked by the service layer.
@@ -30,8 +30,8 @@ from netplay.topology._model import (
     Topology,
 )
 
-#: a Linux bridge numbers its ports in 10 bits, port 0 unused
-MAX_LAN_HOSTS = 1023
+#: a LAN's switch is up to 24 bridges of 1,000 ports (netplay.fabric's netlink)
+MAX_LAN_HOSTS = 24_000
 DNS_PORT = 53  # the only port /etc/resolv.conf can name
 MAX_NAME = 253  # the longest domain name in text, without the final dot (RFC 1035)
 
@@ -166,8 +166,8 @@ def _check_network(net: Network, hosts: set[str], seen: set[str]) -> None:
         raise TopologyError("a LAN needs at least one host", field=f"{where}.hosts")
     if len(net.attachments) > MAX_LAN_HOSTS:
         raise TopologyError(
-            f"a LAN is one bridge, which takes at most {MAX_LAN_HOSTS} hosts "
-            f"(this one has {len(net.attachments)}): split it into several LANs",
+            f"a LAN's switch takes at most {MAX_LAN_HOSTS:,} hosts "
+            f"(this one has {len(net.attachments):,}): split it into several LANs",
             field=f"{where}.hosts",
         )
     used: dict[IPAddress, str] = {}

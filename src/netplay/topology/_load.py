@@ -42,7 +42,7 @@ _DNS_KEYS = {"records", "zones"}
 _HOST_KEYS = {"forward", "nat", "routes", "services", "ttl"}
 _NET_KEYS = {"mtu", "hosts"}
 _GENERATORS: dict[str, Callable[[int], Topology]] = {"line": line, "star": star}
-GENERATED_MAX = 5000
+GENERATED_MAX = 10_000
 MAX_FILE_BYTES = 4 << 20
 
 
