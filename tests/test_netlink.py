@@ -13,6 +13,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from netplay import Playground, errors
 from netplay.fabric import _netlink as nl
 from netplay.fabric import netns
+from netplay.topology import star
 
 
 def decode(cls: type, request: nl.Request) -> dict[str, object]:
@@ -54,6 +55,31 @@ def test_a_switch_of_several_bridges() -> None:
     for k in range(1, switch.bridges):
         indexes += [switch.bridge_index(k), *switch.uplink_indexes(k)]
     assert len(set(indexes)) == len(indexes) and min(indexes) == nl.BRIDGE_INDEX
+
+
+def test_a_large_lans_ports_deliver_through_napi() -> None:
+    """Past LARGE_LAN hosts: TSO off on every switch port, GRO on every host's
+    end, bridges without snooping; a smaller LAN keeps the kernel's defaults."""
+    for count, large in ((nl.LARGE_LAN, False), (nl.LARGE_LAN + 1, True)):
+        topology = star(count)
+        fds = {key: 0 for key in [nl.switch_key("star"), *(h.name for h in topology.hosts)]}
+        p = nl.plan(topology, fds)
+        ports = p.offloads.get(nl.switch_key("star"), [])
+        assert [(o.ifname, o.command, o.on) for o in ports] == (
+            [(nl.port_name(i), nl.ETHTOOL_STSO, False) for i in range(count)] if large else []
+        )
+        ends = [o for h in topology.hosts for o in p.offloads.get(h.name, [])]
+        assert [(o.ifname, o.command, o.on) for o in ends] == (
+            [("eth0", nl.ETHTOOL_SGRO, True)] * count if large else []
+        )
+        (created,) = [
+            r
+            for r in p.batches["create"][nl.switch_key("star")]
+            if r.what.startswith("create the switch")
+        ]
+        linkinfo = dict(decode(ifinfmsg, created)["attrs"])["IFLA_LINKINFO"]  # type: ignore[call-overload]
+        data = dict(linkinfo["attrs"])["IFLA_INFO_DATA"]
+        assert data.get_attr("IFLA_BR_MCAST_SNOOPING") == (0 if large else None)
 
 
 def test_address_requests() -> None:

@@ -71,6 +71,10 @@ def build(paths: Paths, topology: Topology, setup: HostSetup) -> None:
     set up NAT in the hosts that do it."""
     specs = _specs(topology, setup)
     namespaces.create(paths, specs, setup.template)
+    for net in topology.networks:  # before a host comes up and reports its groups
+        if net.kind == "lan" and nl.Switch(len(net.attachments)).large:
+            sw = nl.switch_key(net.name)
+            nft.apply(paths.net_pin(sw), nft.quiet_switch(), f"the switch of {net.name}")
     fds: dict[str, int] = {}
     sockets: dict[str, nl.Socket] = {}
     try:

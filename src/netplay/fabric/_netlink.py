@@ -13,6 +13,15 @@ take the next PORTS_PER_BRIDGE ports and hang from br0 by a veth pair
 (``upK`` on br0, ``dnK`` on brK), numbered after the ports.  A tree has no
 loop, so no spanning tree is needed; a frame crosses at most three bridges.
 
+A switch floods a broadcast (an ARP request, an IPv6 neighbour
+solicitation) to every port at once.  A veth end hands what it receives to
+the kernel's per-CPU backlog, which takes net.core.netdev_max_backlog
+(1,000) frames and drops the rest, so a flood to more than that many hosts
+lost frames at random.  On a LARGE_LAN, each host's end receives through a
+NAPI ring of its own instead (GRO on; the kernel uses it only for frames
+from a port without TSO, so the switch's ports go without), and no flood
+overruns anything.
+
 The requests are encoded here with :mod:`struct` rather than with
 pyroute2's message classes: those cost about 165 us to encode a route on
 the development machine, and 1,000 routers in a line need some 28,000
@@ -23,6 +32,8 @@ and drives the qdiscs, where a few messages are all there is.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import os
 import socket
 import struct
@@ -71,6 +82,7 @@ IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
 IFLA_BR_FORWARD_DELAY = 1
 IFLA_BR_STP_STATE = 5
+IFLA_BR_MCAST_SNOOPING = 23
 IFA_ADDRESS = 1
 IFA_LOCAL = 2
 RTA_DST = 1
@@ -97,7 +109,15 @@ PORTS_PER_BRIDGE = 1000
 # of one to about 1.1x (benchmarks/throughput.py).  IPv4 only: IPv6 routers on
 # kernel 6.18 answer such segments with Packet Too Big instead of forwarding.
 GSO_IPV4_MAX_SIZE = 185_000
+# the LAN beyond which a switch is built for floods: see the module's doc, and
+# nft.quiet_switch for the listener reports
+LARGE_LAN = 256
 PHASES = ("create", "up", "addresses", "routes")
+SIOCETHTOOL = 0x8946
+ETHTOOL_STSO = 0x1F
+ETHTOOL_SGRO = 0x2C
+ETHTOOL_VALUE = struct.Struct("=II")  # cmd, data
+IFREQ = struct.Struct("@16sP16x")  # name, then a pointer to the ethtool request
 CHUNK = 64  # requests per datagram: their acks must fit the socket's receive buffer
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
@@ -120,6 +140,16 @@ class Request:
 
     def saying(self, what: str) -> Request:
         return Request(self.kind, self.flags, self.body, what)
+
+
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """An ethtool feature of an interface turned on or off (SIOCETHTOOL)."""
+
+    ifname: str
+    command: int
+    on: bool
+    what: str = ""
 
 
 def _attr(kind: int, payload: bytes) -> bytes:
@@ -177,17 +207,26 @@ class Switch:
         """The ifindex of the bridge port i is plugged into."""
         return self.bridge_index(i // PORTS_PER_BRIDGE)
 
+    @property
+    def large(self) -> bool:
+        return self.ports > LARGE_LAN
+
 
 @dataclass(slots=True)
 class Plan:
-    """Requests per phase and namespace, each with a description."""
+    """Requests per phase and namespace, each with a description, and the
+    offloads per namespace, set between the phases "create" and "up"."""
 
     batches: dict[str, dict[str, list[Request]]] = field(
         default_factory=lambda: {phase: {} for phase in PHASES}
     )
+    offloads: dict[str, list[Offload]] = field(default_factory=dict)
 
     def add(self, phase: str, ns: str, request: Request, what: str) -> None:
         self.batches[phase].setdefault(ns, []).append(request.saying(what))
+
+    def offload(self, ns: str, ifname: str, command: int, on: bool, what: str) -> None:
+        self.offloads.setdefault(ns, []).append(Offload(ifname, command, on, what))
 
 
 def _link(flags: int, index: int, attrs: bytes, up: int = 0, change: int = 0) -> Request:
@@ -212,8 +251,10 @@ def veth(ifname: str, index: int, peer: str, peer_index: int, peer_fd: int, mtu:
     return _link(CREATE, index, attrs)
 
 
-def bridge(index: int, name: str = "br0") -> Request:
+def bridge(index: int, name: str = "br0", snooping: bool = True) -> Request:
     data = _u32(IFLA_BR_STP_STATE, 0) + _u32(IFLA_BR_FORWARD_DELAY, 0)
+    if not snooping:
+        data += _attr(IFLA_BR_MCAST_SNOOPING, b"\0")
     info = _str(IFLA_INFO_KIND, "bridge") + _attr(IFLA_INFO_DATA, data)
     return _link(CREATE, index, _str(IFLA_IFNAME, name) + _attr(IFLA_LINKINFO, info))
 
@@ -284,6 +325,9 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                     link_up(port_index(i), switch.master_of(i)),
                     f"plug {att.host} into {net.name}",
                 )
+                if switch.large:
+                    p.offload(sw, port_name(i), ETHTOOL_STSO, False, f"turn TSO off on {net.name}")
+                    p.offload(att.host, att.ifname, ETHTOOL_SGRO, True, f"turn GRO on {att.ifname}")
         else:
             a, b = net.attachments
             p.add(
@@ -320,12 +364,19 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
 def _plan_switch(p: Plan, sw: str, switch: Switch, fd: int, net: Network) -> None:
     """The bridges of a LAN's switch, the others hanging from br0."""
     lan = net.name
-    p.add("create", sw, bridge(BRIDGE_INDEX), f"create the switch of {lan}")
+    # a large switch has no querier to make snooping worth its memory: see nft.quiet_switch
+    snooping = not switch.large
+    p.add("create", sw, bridge(BRIDGE_INDEX, snooping=snooping), f"create the switch of {lan}")
     p.add("up", sw, link_up(BRIDGE_INDEX), f"bring the switch of {lan} up")
     for k in range(1, switch.bridges):
         index = switch.bridge_index(k)
         up, down = switch.uplink_indexes(k)
-        p.add("create", sw, bridge(index, f"br{k}"), f"create bridge {k} of the switch of {lan}")
+        p.add(
+            "create",
+            sw,
+            bridge(index, f"br{k}", snooping=snooping),
+            f"create bridge {k} of the switch of {lan}",
+        )
         p.add("create", sw, veth(f"up{k}", up, f"dn{k}", down, fd, net.mtu), f"join bridge {k}")
         p.add("up", sw, link_up(index), f"bring bridge {k} of the switch of {lan} up")
         p.add("up", sw, link_up(up, BRIDGE_INDEX), f"plug bridge {k} into br0")
@@ -410,6 +461,18 @@ class Socket:
                 f"the kernel refused to {request.what or 'change the network'} on {ns} ({detail})"
             )
 
+    def offload(self, ns: str, offloads: Sequence[Offload]) -> None:
+        """Turn the features on or off, by ioctl on this socket: its namespace is theirs."""
+        for offload in offloads:
+            value = ctypes.create_string_buffer(ETHTOOL_VALUE.pack(offload.command, offload.on))
+            ifreq = IFREQ.pack(offload.ifname.encode(), ctypes.addressof(value))
+            try:
+                fcntl.ioctl(self._sock.fileno(), SIOCETHTOOL, ifreq)
+            except OSError as e:
+                raise FabricError(
+                    f"the kernel refused to {offload.what} on {ns} ({e.strerror})"
+                ) from None
+
 
 def attributes(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
     """Each attribute in ``data`` from ``offset`` on: its type (without flags) and payload."""
@@ -437,3 +500,6 @@ def execute(p: Plan, sockets: Mapping[str, Socket]) -> None:
     for phase in PHASES:
         for ns, requests in p.batches[phase].items():
             sockets[ns].send(ns, requests)
+        if phase == "create":
+            for ns, offloads in p.offloads.items():
+                sockets[ns].offload(ns, offloads)

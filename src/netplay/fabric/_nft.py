@@ -19,6 +19,7 @@ from netplay.fabric._namespaces import netns
 NAT_TABLE = "netplay_nat"
 FIREWALL_TABLE = "netplay_firewall"
 FAULTS_TABLE = "netplay_faults"
+SWITCH_TABLE = "netplay_switch"
 
 
 def _match(key: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
@@ -89,6 +90,45 @@ def home_router(outside: str) -> list[dict[str, Any]]:
                     "table": FIREWALL_TABLE,
                     "chain": "forward",
                     "expr": [_match(iif, outside), {"drop": None}],
+                }
+            }
+        },
+    ]
+
+
+def quiet_switch() -> list[dict[str, Any]]:
+    """A large LAN's switch forwards no MLD listener reports.
+
+    Each host reports the multicast groups it joins (one per IPv6 address,
+    each report sent twice) as it comes up.  With no MLD querier on the
+    LAN a bridge floods the reports to every host, so N hosts coming up
+    cost some 6 N^2 frames: seconds of a busy CPU, and lost neighbour
+    solicitations meanwhile, for a thousand hosts.  A snooping switch
+    sends reports only towards multicast routers, and there are none.
+    """
+    chain = {"family": "bridge", "table": SWITCH_TABLE, "name": "forward"}
+    reports = ["mld-listener-report", "mld-listener-done", "mld2-listener-report"]
+    icmp_type = {"payload": {"protocol": "icmpv6", "field": "type"}}
+    return [
+        {"add": {"table": {"family": "bridge", "name": SWITCH_TABLE}}},
+        {
+            "add": {
+                "chain": {
+                    **chain,
+                    "type": "filter",
+                    "hook": "forward",
+                    "prio": 0,
+                    "policy": "accept",
+                }
+            }
+        },
+        {
+            "add": {
+                "rule": {
+                    "family": "bridge",
+                    "table": SWITCH_TABLE,
+                    "chain": "forward",
+                    "expr": [_match(icmp_type, {"set": reports}), {"drop": None}],
                 }
             }
         },
