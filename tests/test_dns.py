@@ -6,6 +6,7 @@ import asyncio
 import random
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from importlib import resources
 
@@ -265,7 +266,7 @@ print(r.resolve_address("10.130.1.3")[0])
 print(socket.getaddrinfo("www", 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
 print(socket.gethostbyaddr("10.130.1.4")[0])
 """
-    out = book.host("h1").run(["python3", "-c", script], check=True).stdout.splitlines()
+    out = book.host("h1").run([sys.executable, "-c", script], check=True).stdout.splitlines()
     assert out == [
         "10.130.1.4",
         "['10 mail.example.com.', '50 mail.example.com.']",
@@ -288,7 +289,7 @@ for name in sys.argv[1:]:
     reply = dns.message.from_wire(s.recv(size, socket.MSG_WAITALL))
     print(reply.answer[-1][0])
 """
-    run = book.host("h1").run(["python3", "-c", script, *names], check=True)
+    run = book.host("h1").run([sys.executable, "-c", script, *names], check=True)
     return run.stdout.split()
 
 
@@ -311,7 +312,7 @@ for size in (0, 1, 70000):
     t.sendall(size.to_bytes(3, "big")[1:] + b"x" * min(size, 100)); t.close()
 """
     stream = b"".join(len(p).to_bytes(2, "big") + p for p in packets)
-    proc = book.host("h1").popen(["python3", "-c", sender], stdin=subprocess.PIPE)
+    proc = book.host("h1").popen([sys.executable, "-c", sender], stdin=subprocess.PIPE)
     proc.communicate(stream, timeout=60)
     assert proc.returncode == 0
     assert dig(book, "+short", "www.example.com").split() == ["10.130.1.4"]
