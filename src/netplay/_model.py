@@ -230,9 +230,12 @@ _ADDRESS_TYPES: dict[type, Any] = {
 
 
 def to_data(value: Any) -> Any:
-    """JSON-ready data: dataclasses as objects, enums by value, tuples as lists."""
+    """JSON-ready data: dataclasses as objects (their fields that are not
+    derived from others: init=False), enums by value, tuples as lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Mapping):
@@ -323,7 +326,7 @@ def _read_dataclass(kind: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, found {data!r}")
     hints = _hints(kind)
-    known = {f.name: f for f in dataclasses.fields(kind)}
+    known = {f.name: f for f in dataclasses.fields(kind) if f.init}
     unknown = set(data) - set(known)
     if unknown:
         raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")

@@ -159,6 +159,19 @@ class Topology:
     #: how hosts order the addresses of a name (their /etc/gai.conf): RFC 6724's
     #: default policy (IPv4 ahead of unique-local IPv6), or IPv4 or IPv6 first
     address_selection: str = "rfc6724"
+    #: every host's interfaces in order: host -> ((network, attachment), ...)
+    _interfaces: Mapping[str, tuple[tuple[Network, Attachment], ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        # once, not per lookup: a loop over 10,000 hosts asks for each one's
+        index: dict[str, list[tuple[Network, Attachment]]] = {h.name: [] for h in self.hosts}
+        for net in self.networks:
+            for att in net.attachments:
+                index.setdefault(att.host, []).append((net, att))
+        interfaces = {host: tuple(found) for host, found in index.items()}
+        object.__setattr__(self, "_interfaces", interfaces)
 
     def without_services(self) -> Topology:
         """The same network with no service declared (so names resolve through /etc/hosts)."""
@@ -179,18 +192,11 @@ class Topology:
 
     def attachments_of(self, host: str) -> Iterator[tuple[Network, Attachment]]:
         """The host's interfaces in order (eth0 first)."""
-        for net in self.networks:
-            for att in net.attachments:
-                if att.host == host:
-                    yield net, att
+        return iter(self._interfaces.get(host, ()))
 
     def by_host(self) -> dict[str, list[tuple[Network, Attachment]]]:
-        """Every host's interfaces in order, in one pass (for large topologies)."""
-        index: dict[str, list[tuple[Network, Attachment]]] = {h.name: [] for h in self.hosts}
-        for net in self.networks:
-            for att in net.attachments:
-                index.setdefault(att.host, []).append((net, att))
-        return index
+        """Every host's interfaces in order."""
+        return {host: list(found) for host, found in self._interfaces.items()}
 
     def primary_addresses(self, host: str) -> tuple[IPAddress, ...]:
         """The addresses the host's name stands for: those of its eth0."""
