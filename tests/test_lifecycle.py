@@ -168,6 +168,24 @@ def test_a_lan_of_more_hosts_than_a_bridge_takes() -> None:
     assert snapshot() == before
 
 
+def test_more_namespaces_than_open_files_allow_is_one_sentence() -> None:
+    """The build holds an fd of every namespace: past the hard limit, up says so."""
+    before = snapshot()
+    up = [sys.executable, "-m", "netplay", "up", "line:300", "--name", "fds", "--detach"]
+    limited = (
+        "import os, resource, sys; "
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400)); "
+        f"os.execv(sys.executable, {up!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", limited], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 10, result.stderr
+    assert "300 namespaces need 556 open files at once" in result.stderr
+    assert "ulimit -n" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot() == before
+
+
 def test_mtu_of_a_custom_topology(tmp_path: Path) -> None:
     spec = tmp_path / "mtu.toml"
     spec.write_text(

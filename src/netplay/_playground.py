@@ -106,8 +106,8 @@ class Playground:
             left = "nothing of it was left behind; --debug shows the details"
             if isinstance(exc, OSError):
                 raise FabricError(f"building the playground failed: {exc}", hint=left) from exc
-            if isinstance(exc, FabricError):
-                exc.hint = left
+            if isinstance(exc, FabricError):  # its own hint first, if it has one
+                exc.hint = left if exc.hint == FabricError.hint else f"{exc.hint}; {left}"
             raise
         pg.state.ready = True
         fabric.write_state(paths, pg.state)

@@ -15,11 +15,12 @@ import contextlib
 import errno
 import logging
 import os
+import resource
 from collections.abc import Sequence
 from pathlib import Path
 
 from netplay._model import State
-from netplay.errors import StateError
+from netplay.errors import FabricError, StateError
 from netplay.fabric import _namespaces as namespaces
 from netplay.fabric import _netlink as nl
 from netplay.fabric import _nft as nft
@@ -30,6 +31,7 @@ from netplay.topology import Topology
 
 log = logging.getLogger("netplay")
 RUN_NETNS = Path("/run/netns")
+SPARE_FDS = 256  # what the build holds open besides the namespaces' fds
 RUN_NETNS_MARK = ".made-run-netns"  # in the playgrounds' directory: netplay made /run/netns
 
 
@@ -70,23 +72,23 @@ def build(paths: Paths, topology: Topology, setup: HostSetup) -> None:
     """Make every namespace (hosts as ``setup`` says), wire them together, and
     set up NAT in the hosts that do it."""
     specs = _specs(topology, setup)
+    _may_open(len(specs))
     namespaces.create(paths, specs, setup.template)
     for net in topology.networks:  # before a host comes up and reports its groups
         if net.kind == "lan" and nl.Switch(len(net.attachments)).large:
             sw = nl.switch_key(net.name)
             nft.apply(paths.net_pin(sw), nft.quiet_switch(), f"the switch of {net.name}")
     fds: dict[str, int] = {}
-    sockets: dict[str, nl.Socket] = {}
+
+    def socket_in(key: str) -> nl.Socket:
+        with namespaces.netns(paths.net_pin(key)):
+            return nl.Socket()
+
     try:
         for spec in specs:
-            pin = paths.net_pin(spec.key)
-            fds[spec.key] = os.open(pin, os.O_RDONLY)
-            with namespaces.netns(pin):
-                sockets[spec.key] = nl.Socket()
-        nl.execute(nl.plan(topology, fds), sockets)
+            fds[spec.key] = os.open(paths.net_pin(spec.key), os.O_RDONLY)
+        nl.execute(nl.plan(topology, fds), socket_in)
     finally:
-        for sock in sockets.values():
-            sock.close()
         for fd in fds.values():
             os.close(fd)
     for host in topology.hosts:
@@ -94,6 +96,22 @@ def build(paths: Paths, topology: Topology, setup: HostSetup) -> None:
             outside = topology.network(host.nat).attachment(host.name)
             assert outside is not None
             nft.apply(paths.net_pin(host.name), nft.home_router(outside.ifname), host.name)
+
+
+def _may_open(namespaces: int) -> None:
+    """Let this process hold an fd of every namespace at once (the build
+    does, for the veths' other ends), or say why it cannot."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = namespaces + SPARE_FDS
+    if wanted <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and wanted > hard:
+        raise FabricError(
+            f"{namespaces} namespaces need {wanted} open files at once, "
+            f"and this process may open at most {hard}",
+            hint="raise the limit (ulimit -n as root, or LimitNOFILE) or make the topology smaller",
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def note_run_netns(paths: Paths) -> bool:
@@ -113,8 +131,7 @@ def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str]) -> None:
     inodes = namespaces.inodes(pinned)
     if inodes:
         procs.terminate(procs.in_namespaces(inodes))
-    namespaces.remove(pinned, [Path(p) for p in links])
-    namespaces.release_dir(paths)
+    namespaces.remove(paths, pinned, [Path(p) for p in links])
     mark = paths.base / RUN_NETNS_MARK
     if mark.exists():
         with contextlib.suppress(OSError):  # not while other links are in it

@@ -37,7 +37,7 @@ import fcntl
 import os
 import socket
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
@@ -495,11 +495,18 @@ def _ext_ack(message: bytes, flags: int) -> str:
     return ""
 
 
-def execute(p: Plan, sockets: Mapping[str, Socket]) -> None:
-    """Send the plan, phase by phase, one batch per namespace."""
-    for phase in PHASES:
-        for ns, requests in p.batches[phase].items():
-            sockets[ns].send(ns, requests)
-        if phase == "create":
-            for ns, offloads in p.offloads.items():
-                sockets[ns].offload(ns, offloads)
+def execute(p: Plan, socket_in: Callable[[str], Socket]) -> None:
+    """Send the plan: every namespace's "create" batch first (a veth's other
+    end may be in any namespace), then namespace by namespace the offloads
+    and the other phases, on a socket from ``socket_in(ns)``.  One socket is
+    open at a time: with one per namespace, 10,000 hosts needed more open
+    files than a process may have."""
+    for ns, requests in p.batches["create"].items():
+        with socket_in(ns) as sock:
+            sock.send(ns, requests)
+    rest = PHASES[1:]
+    for ns in dict.fromkeys([*p.offloads, *(ns for phase in rest for ns in p.batches[phase])]):
+        with socket_in(ns) as sock:
+            sock.offload(ns, p.offloads.get(ns, ()))
+            for phase in rest:
+                sock.send(ns, p.batches[phase].get(ns, ()))
