@@ -201,6 +201,24 @@ def test_keys_are_private_and_nothing_is_reissued_needlessly(tmp_path: Path) -> 
     assert made.purge() and not made.dir.exists()
 
 
+def test_a_certificate_half_written_by_a_crash_is_issued_again(tmp_path: Path) -> None:
+    """A new host's files are written in place, named by the manifest only
+    after: what a crash leaves half written is not trusted at the next up."""
+    book = load("book")
+    wanted = pki.wanted(book, dns_zones(book))
+    made = pki.Store(tmp_path / "pki")
+    without_www = {host: want for host, want in wanted.items() if host != "www"}
+    made.ensure("unit", without_www, "example.com", NOW)
+    cert, key = made.server("www")
+    cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB")  # where the crash cut it
+    key.write_bytes(b"")
+    assert made.ensure("unit", wanted, "example.com", NOW) == ["servers/www"]
+    assert _openssl_verify(made, cert, "sslserver").returncode == 0
+    assert key.stat().st_mode & 0o777 == 0o600
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    assert not list(made.dir.glob("*/.*.tmp"))
+
+
 def test_a_data_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(PkiError, match="Not a directory") as caught:

@@ -77,8 +77,24 @@ def wanted(topology: Topology, zones: Zones) -> dict[str, Wanted]:
     return found
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` atomically; the new file never has looser permissions."""
+def _write(path: Path, data: bytes, mode: int, *, in_place: bool = False) -> None:
+    """Replace ``path`` atomically; the new file never has looser permissions.
+
+    ``in_place``: the file counts only once the manifest names it, and the
+    manifest does not yet (a host's new certificate or key), so if it does
+    not exist it is written where it goes: half of one, after a crash, is
+    not named and is issued again at the next ``up``.  That halves the
+    files created, 0.5 ms each on a slow disk, for 10,000 hosts.
+    """
+    if in_place:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:
+            pass
+        else:
+            with open(fd, "wb") as f:
+                f.write(data)
+            return
     tmp = path.with_name(f".{path.name}.tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -187,8 +203,9 @@ class Store:
                 pair = _issue.issue_client(ca, want.names[0], want.names[1], now)
             else:
                 pair = _issue.issue_server(ca, want.names, want.addresses, now)
-            _write(self.dir / f"{key}.key", pair.key, 0o600)
-            _write(self.dir / f"{key}.pem", pair.cert, 0o644)
+            unnamed = key not in certs  # by the manifest on disk
+            _write(self.dir / f"{key}.key", pair.key, 0o600, in_place=unnamed)
+            _write(self.dir / f"{key}.pem", pair.cert, 0o644, in_place=unnamed)
             certs[key] = {
                 "names": list(want.names),
                 "addresses": list(want.addresses),
