@@ -17,12 +17,14 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
 from netplay import Playground, ServiceState, to_data
+from netplay import _progress as progress
 from netplay.cli._format import describe_faults, format_list, format_service, format_status
 from netplay.errors import ServiceError, UnknownHostError, UsageError
 from netplay.fabric import DIRECTIONS
@@ -89,7 +91,11 @@ def _up(args: argparse.Namespace, session: Session) -> int:
     from netplay.cli._console import run_console  # the console is built from this table
 
     started = time.perf_counter()
-    pg = Playground.up(args.topology, name=args.name)
+    progress.show_on(sys.stderr if sys.stderr.isatty() else None)
+    try:
+        pg = Playground.up(args.topology, name=args.name)
+    finally:
+        progress.show_on(None)
     took = time.perf_counter() - started
     if args.detach:
         pg.detach()

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netplay import _progress as progress
 from netplay.fabric import _linux as linux
 from netplay.fabric._state import Paths
 
@@ -280,7 +281,10 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
     linking = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="netplay-links")
     links = []
     try:
-        with open(ready_r, "rb", closefd=False) as reports:
+        with (
+            open(ready_r, "rb", closefd=False) as reports,
+            progress.steps("making namespaces", len(specs)) as step,
+        ):
             for spec in specs:
                 answer = reports.readline().decode(errors="replace").split()
                 if not answer or answer[0] != "r":
@@ -292,6 +296,7 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
                 if link is not None:
                     links.append(linking.submit(_link, link, paths.net_pin(spec.key)))
                 os.write(go_w, b"g")
+                step()
     finally:
         os.close(ready_r)
         os.close(go_w)

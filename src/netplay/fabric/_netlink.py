@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 
+from netplay import _progress as progress
 from netplay.errors import FabricError
 from netplay.topology import (
     Attachment,
@@ -501,12 +502,16 @@ def execute(p: Plan, socket_in: Callable[[str], Socket]) -> None:
     and the other phases, on a socket from ``socket_in(ns)``.  One socket is
     open at a time: with one per namespace, 10,000 hosts needed more open
     files than a process may have."""
-    for ns, requests in p.batches["create"].items():
-        with socket_in(ns) as sock:
-            sock.send(ns, requests)
     rest = PHASES[1:]
-    for ns in dict.fromkeys([*p.offloads, *(ns for phase in rest for ns in p.batches[phase])]):
-        with socket_in(ns) as sock:
-            sock.offload(ns, p.offloads.get(ns, ()))
-            for phase in rest:
-                sock.send(ns, p.batches[phase].get(ns, ()))
+    later = dict.fromkeys([*p.offloads, *(ns for phase in rest for ns in p.batches[phase])])
+    with progress.steps("wiring namespaces", len(p.batches["create"]) + len(later)) as step:
+        for ns, requests in p.batches["create"].items():
+            with socket_in(ns) as sock:
+                sock.send(ns, requests)
+            step()
+        for ns in later:
+            with socket_in(ns) as sock:
+                sock.offload(ns, p.offloads.get(ns, ()))
+                for phase in rest:
+                    sock.send(ns, p.batches[phase].get(ns, ()))
+            step()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from netplay import _progress as progress
 from netplay.errors import PkiError
 from netplay.topology import Topology
 
@@ -197,20 +198,22 @@ class Store:
         from netplay.pki import _issue
 
         ca = _issue.Pair(self.ca.read_bytes(), (self.dir / "ca.key").read_bytes())
-        for key in keys:
-            want = todo[key]
-            if key.startswith("clients/"):
-                pair = _issue.issue_client(ca, want.names[0], want.names[1], now)
-            else:
-                pair = _issue.issue_server(ca, want.names, want.addresses, now)
-            unnamed = key not in certs  # by the manifest on disk
-            _write(self.dir / f"{key}.key", pair.key, 0o600, in_place=unnamed)
-            _write(self.dir / f"{key}.pem", pair.cert, 0o644, in_place=unnamed)
-            certs[key] = {
-                "names": list(want.names),
-                "addresses": list(want.addresses),
-                "not_after": _issue.not_after(pair.cert).timestamp(),
-            }
+        with progress.steps("issuing certificates", len(keys)) as step:
+            for key in keys:
+                want = todo[key]
+                if key.startswith("clients/"):
+                    pair = _issue.issue_client(ca, want.names[0], want.names[1], now)
+                else:
+                    pair = _issue.issue_server(ca, want.names, want.addresses, now)
+                unnamed = key not in certs  # by the manifest on disk
+                _write(self.dir / f"{key}.key", pair.key, 0o600, in_place=unnamed)
+                _write(self.dir / f"{key}.pem", pair.cert, 0o644, in_place=unnamed)
+                certs[key] = {
+                    "names": list(want.names),
+                    "addresses": list(want.addresses),
+                    "not_after": _issue.not_after(pair.cert).timestamp(),
+                }
+                step()
 
     def purge(self) -> bool:
         """Delete the CA and every certificate; True if there was something."""
