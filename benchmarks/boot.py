@@ -62,6 +62,7 @@ TARGETS = {  # (topology, figure): the most the issues allow
 }
 MAX_MIB_PER_HOST = 2.0
 MAX_GROWTH = 1.5  # time per host, the largest of a generator against its smallest
+BATCH_LINES = 2000
 SETTLE_S = 1.0  # let the kernel finish deferred work (freeing namespaces) before a figure
 
 
@@ -123,17 +124,29 @@ def floor_commands(topology: Topology, prefix: str) -> tuple[list[str], dict[str
     for net in topology.networks:
         if net.kind == "lan":
             sw = nl.switch_key(net.name)
-            main.append(f"netns add {_ns(prefix, sw)}")
-            main.append(
-                f"link add br0 netns {_ns(prefix, sw)} type bridge forward_delay 0 stp_state 0"
-            )
-            inside[sw] = ["link set lo up", "link set br0 up"]
+            switch_ns = _ns(prefix, sw)
+            main.append(f"netns add {switch_ns}")
+            inside[sw] = ["link set lo up"]
+            for k in range(nl.Switch(len(net.attachments)).bridges):  # as netplay's switch
+                bridge = "type bridge forward_delay 0 stp_state 0"
+                main.append(f"link add br{k} netns {switch_ns} {bridge}")
+                inside[sw].append(f"link set br{k} up")
+                if k:
+                    main.append(
+                        f"link add up{k} netns {switch_ns} mtu {net.mtu} type veth "
+                        f"peer name dn{k} netns {switch_ns} mtu {net.mtu}"
+                    )
+                    inside[sw] += [
+                        f"link set up{k} master br0 up",
+                        f"link set dn{k} master br{k} up",
+                    ]
             for i, att in enumerate(net.attachments):
                 main.append(
                     f"link add {att.ifname} netns {_ns(prefix, att.host)} mtu {net.mtu} type veth "
-                    f"peer name {nl.port_name(i)} netns {_ns(prefix, sw)} mtu {net.mtu}"
+                    f"peer name {nl.port_name(i)} netns {switch_ns} mtu {net.mtu}"
                 )
-                inside[sw].append(f"link set {nl.port_name(i)} master br0 up")
+                master = f"br{i // nl.PORTS_PER_BRIDGE}"
+                inside[sw].append(f"link set {nl.port_name(i)} master {master} up")
         else:
             a, b = net.attachments
             main.append(
@@ -161,8 +174,13 @@ def floor_commands(topology: Topology, prefix: str) -> tuple[list[str], dict[str
 
 
 def _batch(lines: list[str], netns: str | None = None) -> None:
+    """Run the lines with ``ip -batch``, BATCH_LINES per process: ip keeps an
+    fd of each namespace it names open, and 10,000 of them pass a process's
+    limit of open files."""
     argv = ["ip"] + (["-n", netns] if netns else []) + ["-batch", "-"]
-    subprocess.run(argv, input="\n".join(lines) + "\n", text=True, check=True)
+    for start in range(0, len(lines), BATCH_LINES):
+        chunk = lines[start : start + BATCH_LINES]
+        subprocess.run(argv, input="\n".join(chunk) + "\n", text=True, check=True)
 
 
 def measure_floor(spec: str) -> dict[str, float]:
