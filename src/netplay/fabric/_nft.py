@@ -26,73 +26,45 @@ def _match(key: dict[str, Any], right: Any, op: str = "==") -> dict[str, Any]:
     return {"match": {"op": op, "left": key, "right": right}}
 
 
+def _chain(family: str, table: str, name: str) -> dict[str, Any]:
+    return {"family": family, "table": table, "name": name}
+
+
+def _table(chain: dict[str, Any]) -> dict[str, Any]:
+    return {"add": {"table": {"family": chain["family"], "name": chain["table"]}}}
+
+
+def _base_chain(
+    chain: dict[str, Any], kind: str, hook: str, prio: int, **more: Any
+) -> dict[str, Any]:
+    """Add ``chain`` on ``hook``, letting through what no rule drops."""
+    return {
+        "add": {
+            "chain": {**chain, "type": kind, "hook": hook, **more, "prio": prio, "policy": "accept"}
+        }
+    }
+
+
+def _rule(chain: dict[str, Any], *expr: dict[str, Any]) -> dict[str, Any]:
+    where = {"family": chain["family"], "table": chain["table"], "chain": chain["name"]}
+    return {"add": {"rule": {**where, "expr": list(expr)}}}
+
+
 def home_router(outside: str) -> list[dict[str, Any]]:
     """Masquerade IPv4 leaving by ``outside``; forward back only what started inside."""
     oif = {"meta": {"key": "oifname"}}
     iif = {"meta": {"key": "iifname"}}
+    nat = _chain("ip", NAT_TABLE, "postrouting")
+    forward = _chain("inet", FIREWALL_TABLE, "forward")
+    started_inside = _match({"ct": {"key": "state"}}, ["established", "related"], "in")
     return [
-        {"add": {"table": {"family": "ip", "name": NAT_TABLE}}},
-        {
-            "add": {
-                "chain": {
-                    "family": "ip",
-                    "table": NAT_TABLE,
-                    "name": "postrouting",
-                    "type": "nat",
-                    "hook": "postrouting",
-                    "prio": 100,
-                    "policy": "accept",
-                }
-            }
-        },
-        {
-            "add": {
-                "rule": {
-                    "family": "ip",
-                    "table": NAT_TABLE,
-                    "chain": "postrouting",
-                    "expr": [_match(oif, outside), {"masquerade": None}],
-                }
-            }
-        },
-        {"add": {"table": {"family": "inet", "name": FIREWALL_TABLE}}},
-        {
-            "add": {
-                "chain": {
-                    "family": "inet",
-                    "table": FIREWALL_TABLE,
-                    "name": "forward",
-                    "type": "filter",
-                    "hook": "forward",
-                    "prio": 0,
-                    "policy": "accept",
-                }
-            }
-        },
-        {
-            "add": {
-                "rule": {
-                    "family": "inet",
-                    "table": FIREWALL_TABLE,
-                    "chain": "forward",
-                    "expr": [
-                        _match(iif, outside),
-                        _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
-                        {"accept": None},
-                    ],
-                }
-            }
-        },
-        {
-            "add": {
-                "rule": {
-                    "family": "inet",
-                    "table": FIREWALL_TABLE,
-                    "chain": "forward",
-                    "expr": [_match(iif, outside), {"drop": None}],
-                }
-            }
-        },
+        _table(nat),
+        _base_chain(nat, "nat", "postrouting", 100),
+        _rule(nat, _match(oif, outside), {"masquerade": None}),
+        _table(forward),
+        _base_chain(forward, "filter", "forward", 0),
+        _rule(forward, _match(iif, outside), started_inside, {"accept": None}),
+        _rule(forward, _match(iif, outside), {"drop": None}),
     ]
 
 
@@ -106,37 +78,18 @@ def quiet_switch() -> list[dict[str, Any]]:
     solicitations meanwhile, for a thousand hosts.  A snooping switch
     sends reports only towards multicast routers, and there are none.
     """
-    chain = {"family": "bridge", "table": SWITCH_TABLE, "name": "forward"}
+    forward = _chain("bridge", SWITCH_TABLE, "forward")
     reports = ["mld-listener-report", "mld-listener-done", "mld2-listener-report"]
     icmp_type = {"payload": {"protocol": "icmpv6", "field": "type"}}
     return [
-        {"add": {"table": {"family": "bridge", "name": SWITCH_TABLE}}},
-        {
-            "add": {
-                "chain": {
-                    **chain,
-                    "type": "filter",
-                    "hook": "forward",
-                    "prio": 0,
-                    "policy": "accept",
-                }
-            }
-        },
-        {
-            "add": {
-                "rule": {
-                    "family": "bridge",
-                    "table": SWITCH_TABLE,
-                    "chain": "forward",
-                    "expr": [_match(icmp_type, {"set": reports}), {"drop": None}],
-                }
-            }
-        },
+        _table(forward),
+        _base_chain(forward, "filter", "forward", 0),
+        _rule(forward, _match(icmp_type, {"set": reports}), {"drop": None}),
     ]
 
 
 def _loss_chain(dev: str) -> dict[str, Any]:
-    return {"family": "netdev", "table": FAULTS_TABLE, "name": f"loss_{dev}"}
+    return _chain("netdev", FAULTS_TABLE, f"loss_{dev}")
 
 
 def set_loss(dev: str, percent: float) -> list[dict[str, Any]]:
@@ -151,30 +104,10 @@ def set_loss(dev: str, percent: float) -> list[dict[str, Any]]:
         ]
     )
     return [
-        {"add": {"table": {"family": "netdev", "name": FAULTS_TABLE}}},
-        {
-            "add": {
-                "chain": {
-                    **chain,
-                    "type": "filter",
-                    "hook": "ingress",
-                    "dev": dev,
-                    "prio": 0,
-                    "policy": "accept",
-                }
-            }
-        },
+        _table(chain),
+        _base_chain(chain, "filter", "ingress", 0, dev=dev),
         {"flush": {"chain": chain}},
-        {
-            "add": {
-                "rule": {
-                    "family": "netdev",
-                    "table": FAULTS_TABLE,
-                    "chain": chain["name"],
-                    "expr": [*match, {"drop": None}],
-                }
-            }
-        },
+        _rule(chain, *match, {"drop": None}),
     ]
 
 
