@@ -283,3 +283,35 @@ def test_docs_example_is_the_book(tmp_path: Path) -> None:
     doc = (Path(__file__).parent.parent / "docs" / "topology.md").read_text()
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     assert loads(example, source="docs") == load("book")
+
+
+USERS = [
+    ("not a user name", '[users.Brandon]\npassword = "x"\n', "is not a user name"),
+    ("the machine's", '[users.root]\npassword = "x"\n', "the machine's own account"),
+    ("empty password", '[users.u]\npassword = ""\n', "a password is 1 to 1024"),
+    ("password not text", "[users.u]\npassword = 123\n", "must be a string"),
+    ("control character", '[users.u]\npassword = "a\\nb"\n', "printable"),
+    ("not a key", '[users.u]\nkeys = ["hunter2"]\n', "not an OpenSSH public key"),
+    ("INBOX again", '[users.u]\nmailboxes = ["inbox"]\n', "is there already"),
+    ("a folder twice", '[users.u]\nmailboxes = ["A", "a"]\n', "is there already"),
+    ("a path", '[users.u]\nmailboxes = ["../x"]\n', "is not a folder name"),
+    ("unknown key", '[users.u]\npasswd = "x"\n', "unknown field"),
+]
+
+
+@pytest.mark.parametrize(("what", "user", "words"), USERS, ids=[u[0] for u in USERS])
+def test_bad_users_are_named(what: str, user: str, words: str) -> None:
+    with pytest.raises(TopologyError) as info:
+        loads(GOOD + user, source="users.toml")
+    assert words in str(info.value) and "users." in str(info.value), str(info.value)
+
+
+def test_users_load_and_never_show_their_password() -> None:
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEXAMPLE brandon@laptop"
+    text = GOOD + f'[users.alice]\npassword = "s3cret!"\nkeys = ["{key}"]\nmailboxes = ["Sent"]\n'
+    topo = loads(text)
+    alice = topo.user("alice")
+    assert (alice.password, alice.keys, alice.mailboxes) == ("s3cret!", (key,), ("Sent",))
+    assert "s3cret" not in repr(topo)
+    brandon = load("book").user("brandon")
+    assert brandon.password == "abc123"  # the book's demo password

@@ -20,6 +20,7 @@ from netplay.topology._model import (
     Service,
     Site,
     Topology,
+    User,
 )
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "Service",
     "Site",
     "Topology",
+    "User",
     "Zones",
     "aliases",
     "check",

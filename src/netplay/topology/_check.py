@@ -12,6 +12,8 @@ of the DNS service (one, on port 53).  What only a service's engine knows
 
 from __future__ import annotations
 
+import re
+
 from netplay.errors import TopologyError
 from netplay.topology._model import (
     ADDRESS_SELECTIONS,
@@ -21,6 +23,7 @@ from netplay.topology._model import (
     MIN_MTU,
     NAME_RE,
     SITE_LABEL_RE,
+    USER_RE,
     Attachment,
     Host,
     IPAddress,
@@ -78,6 +81,7 @@ def check(topology: Topology) -> None:
             field="address_selection",
         )
     _check_sites(topology)
+    _check_users(topology)
 
 
 def _check_dns(topology: Topology) -> None:
@@ -144,6 +148,67 @@ def _check_sites(topology: Topology) -> None:
             raise TopologyError(
                 "a redirect is an http:// or https:// URL", field=f"{where}.redirect"
             )
+
+
+MAX_PASSWORD = 1024  # longer is a mistake, and costs every login that hashes it
+MAX_FOLDER = 255
+#: what a public key line starts with: its algorithm (RFC 4253, 5656, 8709; OpenSSH's sk-)
+KEY_RE = re.compile(
+    r"^(ssh-(rsa|ed25519|ed448|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/]+=*( .*)?$"
+)
+#: names no account of the playground may take: the machine's own, which every host shares
+SYSTEM_USERS = frozenset({"root", "daemon", "bin", "sys", "sync", "nobody", "nogroup"})
+
+
+def _check_users(topology: Topology) -> None:
+    """User names as useradd takes them, passwords that can be typed, public keys
+    in OpenSSH's one-line form, and folder names a Maildir can hold."""
+    seen: set[str] = set()
+    for user in topology.users:
+        where = f"users.{user.name}"
+        if not USER_RE.fullmatch(user.name):
+            raise TopologyError(
+                f"{user.name!r} is not a user name (a lowercase letter or '_', then "
+                "lowercase letters, digits, '_' or '-', at most 32)",
+                field=where,
+            )
+        if user.name in SYSTEM_USERS:
+            raise TopologyError(f"{user.name!r} is the machine's own account", field=where)
+        if user.name in seen:
+            raise TopologyError(f"the user {user.name!r} is declared twice", field=where)
+        seen.add(user.name)
+        password = user.password
+        if password is not None and (
+            not password or len(password) > MAX_PASSWORD or not password.isprintable()
+        ):
+            raise TopologyError(
+                f"a password is 1 to {MAX_PASSWORD} printable characters",
+                field=f"{where}.password",
+            )
+        for i, key in enumerate(user.keys):
+            if not KEY_RE.fullmatch(key.strip()):
+                raise TopologyError(
+                    "not an OpenSSH public key (a line such as 'ssh-ed25519 AAAA... comment')",
+                    field=f"{where}.keys[{i}]",
+                )
+        folders: set[str] = set()
+        for i, folder in enumerate(user.mailboxes):
+            at = f"{where}.mailboxes[{i}]"
+            if folder.casefold() == "inbox" or folder.casefold() in folders:
+                raise TopologyError(f"the mailbox {folder!r} is there already", field=at)
+            folders.add(folder.casefold())
+            if (
+                not folder
+                or len(folder) > MAX_FOLDER
+                or not folder.isprintable()
+                or folder.startswith(".")
+                or any(c in folder for c in "/\\*%")
+            ):
+                raise TopologyError(
+                    f"{folder!r} is not a folder name (printable, at most {MAX_FOLDER}, "
+                    "no '/', '\\', '*' or '%', not starting with '.')",
+                    field=at,
+                )
 
 
 def _check_network(net: Network, hosts: set[str], seen: set[str]) -> None:

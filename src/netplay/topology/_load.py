@@ -32,11 +32,23 @@ from netplay.topology._model import (
     Service,
     Site,
     Topology,
+    User,
 )
 
 T = TypeVar("T")
 
-_TOP_KEYS = {"name", "domain", "hosts", "lans", "links", "dns", "sites", "address_selection"}
+_TOP_KEYS = {
+    "name",
+    "domain",
+    "hosts",
+    "lans",
+    "links",
+    "dns",
+    "sites",
+    "address_selection",
+    "users",
+}
+_USER_KEYS = {"password", "keys", "mailboxes"}
 _SITE_KEYS = {"host", "app", "static", "redirect"}
 _DNS_KEYS = {"records", "zones"}
 _HOST_KEYS = {"forward", "nat", "routes", "services", "ttl"}
@@ -171,7 +183,25 @@ def _build(data: Mapping[str, Any], default_name: str, directory: Path) -> Topol
             for n, v in _table(data.get("sites", {}), "sites").items()
         ),
         address_selection=selection,
+        users=tuple(
+            _user(n, _table(v, f"users.{n}", _USER_KEYS))
+            for n, v in _table(data.get("users", {}), "users").items()
+        ),
     )
+
+
+def _user(name: str, table: Mapping[str, Any]) -> User:
+    where = f"users.{name}"
+    password = table.get("password")
+    if password is not None:
+        _want(password, str, f"{where}.password", "a string")
+    lists = {}
+    for key, what in (("keys", "an OpenSSH public key"), ("mailboxes", "a folder name")):
+        items = _want(table.get(key, []), list, f"{where}.{key}", f"a list of strings ({what})")
+        for i, item in enumerate(items):
+            _want(item, str, f"{where}.{key}[{i}]", what)
+        lists[key] = tuple(items)
+    return User(name=name, password=password, keys=lists["keys"], mailboxes=lists["mailboxes"])
 
 
 def _site(name: str, table: Mapping[str, Any], directory: Path) -> Site:

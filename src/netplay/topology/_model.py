@@ -30,6 +30,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,31}$")
 SITE_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 APP_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: a user name as useradd takes it by default (Debian's NAME_REGEX), at most 32
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MIN_MTU = 1280  # IPv6's minimum; every network here is dual-stack capable
 MAX_MTU = 65535
 
@@ -122,6 +124,22 @@ class Network:
         return None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """An account of the playground: on every host, and a mailbox on each mail host.
+
+    Its password is never shown (repr) and never written in clear by netplay:
+    services keep a salted hash of it (:mod:`netplay.accounts`)."""
+
+    name: str
+    #: None: no password login
+    password: str | None = field(default=None, repr=False)
+    #: OpenSSH public keys (``ssh-ed25519 AAAA... comment``) that may log in as the user
+    keys: tuple[str, ...] = ()
+    #: mail folders besides INBOX, made when the user's mail store is new
+    mailboxes: tuple[str, ...] = ()
+
+
 ADDRESS_SELECTIONS = ("rfc6724", "ipv4-first", "ipv6-first")
 
 
@@ -159,6 +177,8 @@ class Topology:
     #: how hosts order the addresses of a name (their /etc/gai.conf): RFC 6724's
     #: default policy (IPv4 ahead of unique-local IPv6), or IPv4 or IPv6 first
     address_selection: str = "rfc6724"
+    #: the accounts of every host
+    users: tuple[User, ...] = ()
     #: every host's interfaces in order: host -> ((network, attachment), ...)
     _interfaces: Mapping[str, tuple[tuple[Network, Attachment], ...]] = field(
         init=False, repr=False, compare=False, hash=False
@@ -182,6 +202,12 @@ class Topology:
         for host in self.hosts:
             if host.name == name:
                 return host
+        raise KeyError(name)
+
+    def user(self, name: str) -> User:
+        for user in self.users:
+            if user.name == name:
+                return user
         raise KeyError(name)
 
     def network(self, name: str) -> Network:
