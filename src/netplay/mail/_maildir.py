@@ -1,0 +1,154 @@
+"""Each user's mail as a Maildir (INBOX, and folders as Maildir++ ``.Name``).
+
+A message is delivered the way qmail and Dovecot's LDA do it, so that a
+crash at any moment loses nothing that was acknowledged and shows nothing
+half-written: it is written under ``tmp/``, fsynced, renamed into ``new/``,
+and ``new/`` is fsynced, before :meth:`Maildir.deliver` returns (and only
+then does SMTP say 250).  A file's name is unique to this delivery
+(``TIME.M<usec>P<pid>Q<count>.HOST,S=SIZE``, Dovecot's form, ``S=`` being
+its size) and its flags, once a client has seen it, follow ``:2,`` in
+``cur/``.  A reader lists ``new/`` and ``cur/`` and never ``tmp/``.
+
+The layout, under the host's data directory::
+
+    mail/brandon/            INBOX: cur/ new/ tmp/
+    mail/brandon/.Sent/      the folder Sent
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from netplay.topology import User
+
+MAIL_DIR = "mail"
+LOCK_FILE = ".lock"
+SUBDIRS = ("cur", "new", "tmp")
+INBOX = "INBOX"
+SEPARATOR = "."  # Maildir++: folder a.b is .a.b
+
+_deliveries = itertools.count(1)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unique(size: int) -> str:
+    now = time.time()
+    seconds, micro = int(now), int((now % 1) * 1_000_000)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    return f"{seconds}.M{micro}P{os.getpid()}Q{next(_deliveries)}.{host},S={size}"
+
+
+class Maildir:
+    """One user's mail: INBOX at ``root``, each folder in ``root/.Name``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, name: str) -> Path:
+        """The directory of folder ``name`` (INBOX, in any case, is the root)."""
+        if name.upper() == INBOX:
+            return self.root
+        return self.root / f"{SEPARATOR}{name}"
+
+    def folders(self) -> list[str]:
+        """INBOX and every folder, INBOX first."""
+        found = [INBOX]
+        if self.root.is_dir():
+            for entry in sorted(self.root.iterdir()):
+                if entry.name.startswith(SEPARATOR) and (entry / "cur").is_dir():
+                    found.append(entry.name[1:])
+        return found
+
+    def make(self, name: str = INBOX) -> bool:
+        """Make folder ``name`` (and the root) if missing; True if it was made."""
+        path = self.folder(name)
+        if (path / "cur").is_dir():
+            return False
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(exist_ok=True, mode=0o700)
+        for sub in SUBDIRS:
+            (path / sub).mkdir(exist_ok=True, mode=0o700)
+        if name.upper() != INBOX:
+            (path / "maildirfolder").touch()  # Maildir++: this is a folder, not a root
+        _fsync_dir(path)
+        _fsync_dir(path.parent)
+        return True
+
+    def deliver(self, message: bytes, folder: str = INBOX) -> str:
+        """Write ``message`` durably into ``folder``'s ``new/``; its file name."""
+        path = self.folder(folder)
+        name = _unique(len(message))
+        temporary = path / "tmp" / name
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(message)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.rename(temporary, path / "new" / name)
+        _fsync_dir(path / "new")
+        return name
+
+    def messages(self, folder: str = INBOX) -> Iterator[Path]:
+        """The files of ``folder``'s messages (new and seen), oldest name first."""
+        path = self.folder(folder)
+        for sub in ("new", "cur"):
+            directory = path / sub
+            if directory.is_dir():
+                yield from sorted(directory.iterdir())
+
+
+class MailStore:
+    """Every user's Maildir on one host: ``DATA/mail/USER/``."""
+
+    def __init__(self, data: Path) -> None:
+        self.dir = data / MAIL_DIR
+
+    def of(self, user: str) -> Maildir:
+        return Maildir(self.dir / user)
+
+    def ensure(self, users: Iterable[User], samples: dict[str, list[bytes]]) -> None:
+        """Give each user an INBOX and their folders; a user whose store is new
+        gets ``samples[user]``, if any, in INBOX."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with _locked(self.dir / LOCK_FILE):  # a host's mail services start at once
+            self._ensure(users, samples)
+
+    def _ensure(self, users: Iterable[User], samples: dict[str, list[bytes]]) -> None:
+        for user in users:
+            maildir = self.of(user.name)
+            new = maildir.make()
+            for folder in user.mailboxes:
+                maildir.make(folder)
+            if new:
+                for message in samples.get(user.name, ()):
+                    maildir.deliver(message)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

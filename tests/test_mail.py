@@ -1,0 +1,124 @@
+"""The mail store (no sockets): durable Maildir delivery, the store of each user,
+the sample mailbox, and which domains a host receives mail for."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from netplay.mail import Maildir, MailStore, mail_domains, sample_messages
+from netplay.topology import User, load, loads
+
+ALICE = User(name="alice", mailboxes=("Sent", "Archive"))
+
+
+def test_delivery_lands_whole_in_new_and_leaves_nothing_in_tmp(tmp_path: Path) -> None:
+    box = Maildir(tmp_path / "alice")
+    assert box.make() and not box.make()  # made once
+    message = b"Subject: hi\r\n\r\nhello\r\n"
+    name = box.deliver(message)
+    assert name.endswith(f",S={len(message)}")
+    assert (tmp_path / "alice" / "new" / name).read_bytes() == message
+    assert list((tmp_path / "alice" / "tmp").iterdir()) == []
+    second = box.deliver(message)
+    assert second != name  # unique names, even in one second from one process
+    assert [p.name for p in box.messages()] == sorted([name, second])
+
+
+def test_a_delivery_that_fails_half_way_shows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = Maildir(tmp_path / "alice")
+    box.make()
+    written: list[int] = []
+    real_write = os.write
+
+    def disk_full(fd: int, data: bytes | memoryview) -> int:
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(real_write(fd, bytes(data[:10])))  # half a message, then the disk fills
+        return written[0]
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        box.deliver(b"Subject: cut\r\n\r\n" + b"x" * 1000)
+    monkeypatch.undo()
+    assert list(box.messages()) == []
+    assert list((tmp_path / "alice" / "tmp").iterdir()) == []
+
+
+def test_folders_are_maildir_plus_plus(tmp_path: Path) -> None:
+    store = MailStore(tmp_path)
+    store.ensure([ALICE], {})
+    root = tmp_path / "mail" / "alice"
+    assert {p.name for p in root.iterdir()} == {"cur", "new", "tmp", ".Sent", ".Archive"}
+    assert (root / ".Sent" / "maildirfolder").exists()
+    assert store.of("alice").folders() == ["INBOX", "Archive", "Sent"]
+    store.of("alice").deliver(b"Subject: x\r\n\r\nx\r\n", "Sent")
+    assert len(list(store.of("alice").messages("Sent"))) == 1
+    assert list(store.of("alice").messages("inbox")) == []
+
+
+def test_a_new_store_gets_its_samples_once(tmp_path: Path) -> None:
+    samples = {"alice": [b"Subject: one\r\n\r\n1\r\n", b"Subject: two\r\n\r\n2\r\n"]}
+    store = MailStore(tmp_path)
+    store.ensure([ALICE, User(name="bob")], samples)
+    store.ensure([ALICE, User(name="bob")], samples)  # the next up: kept, not added again
+    assert [p.read_bytes() for p in store.of("alice").messages()] == samples["alice"]
+    assert list(store.of("bob").messages()) == []
+
+
+def _ensure(directory: str) -> int:
+    store = MailStore(Path(directory))
+    store.ensure([ALICE], {"alice": [b"Subject: s\r\n\r\ns\r\n"]})
+    return len(list(store.of("alice").messages()))
+
+
+def test_services_starting_at_once_give_the_samples_once(tmp_path: Path) -> None:
+    with ProcessPoolExecutor(4) as pool:
+        counts = list(pool.map(_ensure, [str(tmp_path)] * 4))
+    assert counts == [1, 1, 1, 1]
+
+
+def test_the_sample_mailbox() -> None:
+    raw = sample_messages("brandon", "example.com")
+    assert raw == sample_messages("brandon", "example.com")  # the same bytes every time
+    for message in raw:
+        assert b"\n" not in message.replace(b"\r\n", b"")  # CRLF line ends only
+    parsed = [email.message_from_bytes(m, policy=email.policy.default) for m in raw]
+    assert [m.get_content_type() for m in parsed] == [
+        "text/plain",
+        "multipart/alternative",
+        "multipart/mixed",
+        "text/plain",
+    ]
+    assert all(m["To"].addresses[0].addr_spec == "brandon@example.com" for m in parsed)
+    attachment = next(parsed[2].iter_attachments())
+    assert attachment.get_filename() == "gradient.png"
+    assert attachment.get_content().startswith(b"\x89PNG\r\n\x1a\n")
+    international = parsed[3]
+    assert b"=?utf-8?" in raw[3].split(b"\r\n\r\n")[0]  # RFC 2047 on the wire
+    assert international["Subject"] == "Grüße aus Zürich — 東京からこんにちは"
+    assert international["From"].addresses[0].display_name == "Jürgen Müller"
+    assert "東京" in international.get_content()
+
+
+def test_the_book_mail_host_receives_for_its_domains() -> None:
+    book = load("book")
+    assert mail_domains(book, "mail") == {
+        "example.com",  # @ MX 10 mail
+        "www.example.com",  # www MX 10 smtp, smtp CNAME mail
+        "mail.example.com",  # no MX of its own: its address
+        "smtp.example.com",
+    }
+    assert "www.example.com" not in mail_domains(book, "www")  # its MX sends it to mail
+
+
+def test_mail_domains_of_a_playground_without_dns() -> None:
+    topo = loads('domain = "t.test"\n[hosts.a]\n[lans.l.hosts]\na = ["10.0.0.1/24"]\n')
+    assert mail_domains(topo, "a") == {"a.t.test"}
