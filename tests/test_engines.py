@@ -248,7 +248,7 @@ time.sleep(3600)  # holding what it has open, until stopped
 """
 
 EXCHANGE = r"""
-import base64, pickle, socket, sys
+import base64, pickle, socket, ssl, sys
 engine, ctx, ports, probe, timeout = pickle.loads(base64.b64decode(sys.stdin.read()))
 try:
     engine.health(ctx, timeout)
@@ -261,8 +261,13 @@ for port in ports:
             answer = sock.recv(1)
     except OSError as exc:
         sys.exit(f"tcp/{port} did not answer (health check passed): {exc!r}")
-    if not answer:
-        sys.exit(f"tcp/{port} closed the connection without answering (health check passed)")
+    if not answer:  # OpenSSL closes on a record it cannot read, without an alert: a
+        try:        # TLS port (implicit TLS) must then complete a handshake
+            tls = ssl.create_default_context(cafile=str(ctx.pki.ca))
+            with socket.create_connection((ctx.address, port), timeout=timeout) as sock:
+                tls.wrap_socket(sock, server_hostname=ctx.fqdn).close()
+        except OSError as exc:
+            sys.exit(f"tcp/{port} closed the connection without answering, and is not TLS: {exc!r}")
 """
 
 

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from netplay.topology import User
+from netplay.topology import Topology, User
 
 MAIL_DIR = "mail"
 LOCK_FILE = ".lock"
@@ -122,6 +122,19 @@ class MailStore:
 
     def __init__(self, data: Path) -> None:
         self.dir = data / MAIL_DIR
+
+    @classmethod
+    def open(cls, data: Path, topology: Topology, host: str) -> MailStore:
+        """The store of mail host ``host``, whose data directory is ``data``: every user of
+        ``topology`` with their INBOX and folders, and in a new store the demo
+        user's sample messages (:func:`~netplay.mail.sample_messages`)."""
+        from netplay.mail._sample import sample_messages
+        from netplay.pki import DEMO_USER
+
+        store = cls(data)
+        domain = topology.domain or topology.fqdn(host)
+        store.ensure(topology.users, {DEMO_USER: sample_messages(DEMO_USER, domain)})
+        return store
 
     def of(self, user: str) -> Maildir:
         return Maildir(self.dir / user)

@@ -21,6 +21,7 @@ topology).
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,18 @@ class Context:
 
     def option(self, key: str, default: Any) -> Any:
         return self.service.options.get(key, default)
+
+    def server_tls(self) -> ssl.SSLContext:
+        """TLS for the server side, with the host's certificate, TLS 1.2 at least."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        cert, key = self.pki.server(self.host)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def client_tls(self) -> ssl.SSLContext:
+        """TLS for a health check: the playground's CA, names verified."""
+        return ssl.create_default_context(cafile=str(self.pki.ca))
 
 
 class Engine:

@@ -6,15 +6,24 @@ A new connection is always taken.  When its client already holds
 room; when all ``total`` are open, the one idle longest of all.  What counts
 as activity is the server's to say (:meth:`Connections.touch`): DNS counts
 an answer, so a query trickling in byte by byte is idle; echo counts every
-chunk it sends back.  Closing a connection's writer ends its handler's
+chunk it sends back.  Closing a connection (a StreamWriter) ends its handler's
 pending read with end of file, so the handler finishes as for any client
 that left.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
+from typing import Any, Protocol
+
+
+class Connection(Protocol):
+    """What a server holds of a connection: an asyncio StreamWriter, or a
+    protocol object that offers the same two methods."""
+
+    def close(self) -> None: ...
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
 
 
 class Connections:
@@ -23,43 +32,43 @@ class Connections:
     def __init__(self, total: int, per_client: int) -> None:
         self.total = total
         self.per_client = per_client
-        self._last: dict[asyncio.StreamWriter, float] = {}  # open connection -> last activity
-        self._clients: dict[str, set[asyncio.StreamWriter]] = {}
+        self._last: dict[Connection, float] = {}  # open connection -> last activity
+        self._clients: dict[str, set[Connection]] = {}
 
     def __len__(self) -> int:
         return len(self._last)
 
-    def add(self, writer: asyncio.StreamWriter) -> None:
+    def add(self, connection: Connection) -> None:
         """Take a new connection, closing the idlest of its client's or of all
         to make room."""
-        mine = self._clients.get(_client(writer), set())
+        mine = self._clients.get(_client(connection), set())
         if len(mine) >= self.per_client:
             self._close(min(mine, key=self._last.__getitem__))
         elif len(self._last) >= self.total:
             self._close(min(self._last, key=self._last.__getitem__))
-        self._clients.setdefault(_client(writer), set()).add(writer)
-        self._last[writer] = time.monotonic()
+        self._clients.setdefault(_client(connection), set()).add(connection)
+        self._last[connection] = time.monotonic()
 
-    def touch(self, writer: asyncio.StreamWriter) -> None:
+    def touch(self, connection: Connection) -> None:
         """The connection did something: it is the last to give way."""
-        if writer in self._last:
-            self._last[writer] = time.monotonic()
+        if connection in self._last:
+            self._last[connection] = time.monotonic()
 
-    def _close(self, writer: asyncio.StreamWriter) -> None:
+    def _close(self, connection: Connection) -> None:
         """Out of the count at once: a burst of new connections must not pick
         one that is closing still."""
-        self.discard(writer)
-        writer.close()
+        self.discard(connection)
+        connection.close()
 
-    def discard(self, writer: asyncio.StreamWriter) -> None:
+    def discard(self, connection: Connection) -> None:
         """The connection has ended (its handler's ``finally``)."""
-        client = _client(writer)
+        client = _client(connection)
         mine = self._clients.get(client, set())
-        mine.discard(writer)
+        mine.discard(connection)
         if not mine:
             self._clients.pop(client, None)
-        self._last.pop(writer, None)
+        self._last.pop(connection, None)
 
 
-def _client(writer: asyncio.StreamWriter) -> str:
-    return str(writer.get_extra_info("peername", ("?",))[0])
+def _client(connection: Connection) -> str:
+    return str(connection.get_extra_info("peername", ("?",))[0])

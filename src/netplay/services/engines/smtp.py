@@ -1,0 +1,444 @@
+"""The ``smtp`` kind on aiosmtpd: a mail host's MTA, delivering into its Maildir store.
+
+Ports, as a real MTA has them: 25 (mail from anyone, for the host's own mail
+domains; STARTTLS offered), 587 (submission: STARTTLS required, then AUTH
+PLAIN or LOGIN required before MAIL) and 465 (submission over implicit TLS,
+RFC 8314).  Which port is which is the ``submission`` and ``tls`` options'
+to say.  The conversation is Postfix's: a greeting and EHLO naming the
+host, SIZE, 8BITMIME, SMTPUTF8, PIPELINING, ENHANCEDSTATUSCODES, STARTTLS
+with the host's certificate, AUTH only after TLS and only on submission
+ports, and ``250 2.0.0 Ok: queued as ID`` at the end of DATA.
+
+Where mail goes (:class:`Handler`): a recipient in one of the host's mail
+domains (:func:`netplay.mail.mail_domains`) is delivered to that user's
+INBOX if the user exists (``550 5.1.1`` if not); any other domain is
+refused (``554 5.7.1 Relay access denied``), so the playground has no open
+relay.  A message is durable before 250 (:meth:`netplay.mail.Maildir.deliver`),
+with ``Return-Path`` and ``Received`` put in front, as an MTA's delivery
+agent does.
+
+Hostile clients: every command must come within ``timeout`` seconds of the
+last (the whole of DATA too); lines are at most 1,000 bytes, commands 512;
+a message at most ``max_message`` bytes (552), at most ``max_recipients``
+recipients (452); NOOP, RSET, VRFY and HELP at most 100 times a
+connection; five unknown commands end it.  DATA ends only at
+``<CR><LF>.<CR><LF>``, and a message with a bare CR or LF is refused
+(``550 5.6.11``), so nothing can be smuggled (SMTP smuggling, 2023).  A
+wrong password costs a second before the answer.  Connections are held as
+:class:`~netplay.services.Connections` holds them: ``max_connections`` in
+all, 16 per client, the idlest giving way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+import secrets
+import warnings
+from collections.abc import Mapping
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from netplay.errors import TopologyError
+from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._connections import Connections
+from netplay.services._registry import register
+
+if TYPE_CHECKING:
+    from netplay.accounts import Accounts
+    from netplay.mail import MailStore
+
+log = logging.getLogger("netplay.smtp")
+
+PORTS = (25, 587, 465)
+SUBMISSION = (587,)
+IMPLICIT_TLS = (465,)
+MAX_MESSAGE = 10_240_000  # Postfix's message_size_limit
+MAX_RECIPIENTS = 1000  # Postfix's smtpd_recipient_limit
+TIMEOUT_S = 300.0  # Postfix's smtpd_timeout
+MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16
+JUNK_LIMIT = 100  # Postfix's smtpd_junk_command_limit: NOOP, RSET, VRFY, HELP
+CALL_LIMIT = 10_000  # any other command, in one connection
+ERROR_SLEEP_S = 1.0  # Postfix's smtpd_error_sleep_time: a wrong password waits this long
+BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def _split(address: str) -> tuple[str, str]:
+    local, _, domain = address.rpartition("@")
+    return local, domain.lower().rstrip(".")
+
+
+class Handler:
+    """aiosmtpd's hooks: who may send, where mail goes, and delivery."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        domains: set[str],
+        store: MailStore,
+        accounts: Accounts,
+        users: set[str],
+        *,
+        submission: bool,
+        max_recipients: int,
+    ) -> None:
+        self.hostname = ctx.fqdn
+        self.domains = domains
+        self.store = store
+        self.accounts = accounts
+        self.users = users
+        self.submission = submission
+        self.max_recipients = max_recipients
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        extensions = [r for r in responses[1:-1] if self.submission or "AUTH" not in r]
+        return [
+            responses[0],
+            *extensions,
+            "250-PIPELINING",
+            "250-ENHANCEDSTATUSCODES",
+            "250 HELP",
+        ]
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        return "250 2.0.0 Ok"
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 2.0.0 Ok"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return "221 2.0.0 Bye"
+
+    async def handle_VRFY(self, server: Any, session: Any, envelope: Any, address: str) -> str:
+        return "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"
+
+    async def handle_AUTH(self, server: Any, session: Any, envelope: Any, args: list[str]) -> Any:
+        from aiosmtpd.smtp import MISSING
+
+        if not self.submission:
+            return "503 5.5.1 Error: authentication not enabled"
+        return MISSING  # the auth_ methods below
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> Any:
+        """RFC 4616: ``authzid NUL authcid NUL password``, given or asked for."""
+        from aiosmtpd.smtp import MISSING, AuthResult
+
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = _base64(args[1])
+        parts = blob.split(b"\x00") if blob is not None else []
+        if len(parts) != 3:
+            return AuthResult(
+                success=False, handled=False, message="501 5.5.2 Cannot decode AUTH PLAIN"
+            )
+        return await self._login(parts[1], parts[2], authzid=parts[0])
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> Any:
+        """The LOGIN mechanism: user name, then password, each base64."""
+        from aiosmtpd.smtp import MISSING, AuthResult
+
+        if len(args) == 1:
+            login = await server.challenge_auth("Username:")
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            login = _base64(args[1])
+            if login is None:
+                return AuthResult(
+                    success=False, handled=False, message="501 5.5.2 Cannot decode AUTH LOGIN"
+                )
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._login(login, password)
+
+    async def _login(self, login: bytes, password: bytes, authzid: bytes = b"") -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        name = login.decode("utf-8", "replace")
+        loop = asyncio.get_running_loop()
+        good = await loop.run_in_executor(
+            None, self.accounts.check, name, password.decode("utf-8", "replace")
+        )
+        if good and authzid in (b"", login):
+            log.info("authenticated %s", name)
+            return AuthResult(success=True, auth_data=name)
+        log.info("authentication failed for %r", name)
+        await asyncio.sleep(ERROR_SLEEP_S)
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Error: authentication failed"
+        )
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
+        local, domain = _split(address)
+        if domain not in self.domains:
+            return f"554 5.7.1 <{address}>: Relay access denied"
+        if local.lower() not in self.users:
+            return (
+                f"550 5.1.1 <{address}>: Recipient address rejected: "
+                "User unknown in local recipient table"
+            )
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content
+        if BARE.search(content):
+            return "550 5.6.11 Error: bare <CR> or <LF> received; lines end in <CR><LF>"
+        queue_id = secrets.token_hex(5).upper()
+        tls = session.ssl is not None or server.transport.get_extra_info("sslcontext") is not None
+        protocol = "ESMTP" if session.extended_smtp else "SMTP"
+        protocol += ("S" if tls else "") + ("A" if session.authenticated else "")
+        peer = session.peer[0] if session.peer else "unknown"
+        loop = asyncio.get_running_loop()
+        for recipient in envelope.rcpt_tos:
+            local, _domain = _split(recipient)
+            received = (
+                f"Return-Path: <{envelope.mail_from}>\r\n"
+                f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
+                f"\tby {self.hostname} (netplay) with {protocol} id {queue_id}\r\n"
+                f"\tfor <{recipient}>; {formatdate(localtime=True)}\r\n"
+            )
+            message = received.encode("utf-8", "surrogateescape") + content
+            try:
+                await loop.run_in_executor(None, self.store.of(local.lower()).deliver, message)
+            except OSError as exc:
+                log.error("%s: delivery to %s failed: %s", queue_id, recipient, exc)
+                return "451 4.3.0 Error: queue file write error"
+        log.info(
+            "%s: from=<%s> to=<%s> size=%d delivered",
+            queue_id,
+            envelope.mail_from,
+            ">,<".join(envelope.rcpt_tos),
+            len(content),
+        )
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def _base64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error:
+        return None
+
+
+def _session_class() -> type:
+    """aiosmtpd's SMTP, its connections held in a :class:`Connections` (imported late:
+    an engine module is cheap to import)."""
+    from aiosmtpd.smtp import SMTP
+
+    class Session(SMTP):
+        """One client's connection; it counts as active when a command is taken."""
+
+        def __init__(self, handler: Handler, connections: Connections, **kwargs: Any) -> None:
+            super().__init__(handler, **kwargs)
+            self.connections = connections
+            self.held = False
+            self.peer: Any = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            first = self.transport is None  # not the TLS layer that STARTTLS puts on top
+            super().connection_made(transport)
+            if first:
+                self.peer = transport.get_extra_info("peername")
+                self.connections.add(self)
+                self.held = True
+
+        def connection_lost(self, error: Exception | None) -> None:
+            if self.held:
+                self.connections.discard(self)
+                self.held = False
+            super().connection_lost(error)
+
+        def _reset_timeout(self, duration: float | None = None) -> None:
+            super()._reset_timeout(duration)  # a command was taken (aiosmtpd 1.4.6)
+            self.connections.touch(self)
+
+        def close(self) -> None:
+            if self.transport is not None:
+                self.transport.close()
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            """What Connections asks: the client's address, kept from the start."""
+            return self.peer if name == "peername" and self.peer else default
+
+    return Session
+
+
+async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
+    """Listen on every port until the process is ended."""
+    from netplay.accounts import Accounts
+    from netplay.mail import MailStore, mail_domains
+
+    domains = mail_domains(ctx.topology, ctx.host)
+    accounts = Accounts.ensure(ctx.data, ctx.topology.users)
+    store = MailStore.open(ctx.data, ctx.topology, ctx.host)
+    names = {user.name for user in ctx.topology.users}
+    context = ctx.server_tls()
+    session = _session_class()
+    connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
+    limits = {"NOOP": JUNK_LIMIT, "RSET": JUNK_LIMIT, "VRFY": JUNK_LIMIT, "HELP": JUNK_LIMIT}
+    loop = asyncio.get_running_loop()
+    servers = []
+    for port in settings["ports"]:
+        implicit = port in settings["tls"]
+        submission = implicit or port in settings["submission"]
+        handler = Handler(
+            ctx,
+            domains,
+            store,
+            accounts,
+            names,
+            submission=submission,
+            max_recipients=settings["max_recipients"],
+        )
+        options: dict[str, Any] = {
+            "hostname": ctx.fqdn,
+            "ident": "ESMTP netplay",
+            "data_size_limit": settings["max_message"],
+            "enable_SMTPUTF8": True,
+            "timeout": settings["timeout"],
+            "command_call_limit": {"*": CALL_LIMIT, **limits},
+            # TLS below SMTP on an implicit port; STARTTLS on the others
+            "tls_context": None if implicit else context,
+            "require_starttls": port in settings["submission"],
+            "auth_require_tls": not implicit,
+            "auth_required": submission,
+        }
+
+        def factory(handler: Handler = handler, options: dict[str, Any] = options) -> Any:
+            return session(handler, connections, loop=loop, **options)
+
+        servers.append(
+            await loop.create_server(
+                factory, None, port, backlog=1024, ssl=context if implicit else None
+            )
+        )
+    print(
+        f"smtp: {ctx.fqdn} listening on port {' '.join(map(str, settings['ports']))}, "
+        f"mail for {', '.join(sorted(domains))}",
+        flush=True,
+    )
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+class SmtpEngine(Engine):
+    default_ports = PORTS
+    options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
+        "submission": list,
+        "tls": list,
+        "max_message": int,
+        "max_recipients": int,
+        "max_connections": int,
+        "timeout": (int, float),
+    }
+    minimums: ClassVar[Mapping[str, float]] = {
+        "max_message": 1024,
+        "max_recipients": 1,
+        "max_connections": 1,
+        "timeout": 0.1,
+    }
+    maximums: ClassVar[Mapping[str, float]] = {
+        "max_message": 1 << 30,
+        "max_recipients": 100_000,
+        "max_connections": 65_536,
+        "timeout": 86_400,
+    }
+
+    def _roles(self, ctx: Context) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The submission ports and the implicit TLS ports, among its ports."""
+        ports = self.ports(ctx)
+        submission = tuple(ctx.option("submission", [p for p in SUBMISSION if p in ports]))
+        tls = tuple(ctx.option("tls", [p for p in IMPLICIT_TLS if p in ports]))
+        return submission, tls
+
+    def check(self, ctx: Context, where: str) -> None:
+        super().check(ctx, where)
+        submission, tls = self._roles(ctx)
+        for key, ports in (("submission", submission), ("tls", tls)):
+            for i, port in enumerate(ports):
+                if port not in self.ports(ctx) or isinstance(port, bool):
+                    raise TopologyError(
+                        f"{port!r} is not one of the service's ports", field=f"{where}.{key}[{i}]"
+                    )
+        both = set(submission) & set(tls)
+        if both:
+            raise TopologyError(
+                f"port {min(both)} cannot be both submission (STARTTLS) and implicit TLS",
+                field=f"{where}.tls",
+            )
+
+    def start(self, ctx: Context) -> Start:
+        submission, tls = self._roles(ctx)
+        settings = {
+            "ports": self.ports(ctx),
+            "submission": submission,
+            "tls": tls,
+            "max_message": int(ctx.option("max_message", MAX_MESSAGE)),
+            "max_recipients": int(ctx.option("max_recipients", MAX_RECIPIENTS)),
+            "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
+            "timeout": float(ctx.option("timeout", TIMEOUT_S)),
+        }
+
+        def run() -> None:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
+            )
+            # aiosmtpd's own: a line per command, and warnings of what is meant here
+            logging.getLogger("mail.log").setLevel(logging.ERROR)
+            warnings.simplefilter("ignore")  # aiosmtpd warns of AUTH without STARTTLS on 465
+            asyncio.run(serve(ctx, settings))
+
+        return run
+
+    def health(self, ctx: Context, timeout: float) -> None:
+        """On each port: the greeting, EHLO, TLS (STARTTLS or implicit) with the
+        certificate verified, EHLO again (AUTH offered on submission ports), NOOP."""
+        import smtplib
+
+        submission, tls = self._roles(ctx)
+        context = ctx.client_tls()
+        for port in self.ports(ctx):
+            client: smtplib.SMTP
+            try:
+                if port in tls:
+                    client = smtplib.SMTP_SSL(ctx.address, port, timeout=timeout, context=context)
+                else:
+                    client = smtplib.SMTP(ctx.address, port, timeout=timeout)
+                with client:
+                    client.ehlo("health.invalid")
+                    if port not in tls:
+                        client.starttls(context=context)
+                        client.ehlo("health.invalid")
+                    if (port in submission or port in tls) != client.has_extn("auth"):
+                        raise HealthError(f"port {port} offers AUTH where it should not, or not")
+                    code, text = client.noop()
+                    if code != 250:
+                        raise HealthError(f"NOOP on port {port} answered {code} {text!r}")
+            except smtplib.SMTPException as exc:
+                raise HealthError(f"port {port}: {exc}") from exc
+
+
+register("smtp", "aiosmtpd", SmtpEngine())
