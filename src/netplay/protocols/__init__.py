@@ -42,11 +42,14 @@ core, and tests give it bytes alone.  The vocabulary, with the zen protocol
   protocol does not allow now (a bug in the driver).
 
 The cores: :mod:`~netplay.protocols.framing` (length-prefixed, delimited,
-fixed-size, chunked and struct-header messages), :mod:`~netplay.protocols.zen`
-and :mod:`~netplay.protocols.dns`.  Importing this package is cheap and needs
-nothing beyond :mod:`netplay.errors`; each core is a submodule imported
-explicitly (the DNS one needs dnspython).  The teaching programs import the
-toolkit, never the other way round.
+fixed-size, chunked and struct-header messages), :mod:`~netplay.protocols.zen`,
+:mod:`~netplay.protocols.dns` and :mod:`~netplay.protocols.pop3` (a command
+protocol's server: it answers what it can itself, in ``data_to_send()``,
+and gives the driver events only for what needs the world outside).
+Importing this package is cheap and needs nothing beyond
+:mod:`netplay.errors`; each core is a submodule imported explicitly (the
+DNS one needs dnspython).  The teaching programs import the toolkit, never
+the other way round.
 """
 
 from netplay.errors import LocalProtocolError, ProtocolError, RemoteProtocolError

@@ -1,0 +1,316 @@
+"""The ``pop3`` kind, built in: the POP3 core (:mod:`netplay.protocols.pop3`) on asyncio,
+over the mail host's Maildir store (the one ``smtp`` delivers into).
+
+Ports: 110 (STLS offered, and required before a plain-text login) and 995
+(implicit TLS), with the host's certificate.  A login is checked against
+the accounts' hashes (:mod:`netplay.accounts`; a wrong one is answered after
+a second) and locks the user's maildrop for the session: a second session
+gets ``-ERR [IN-USE]``.  The maildrop is INBOX as it was at login (new and
+seen messages, oldest first), each message's unique id its Maildir name
+(without flags); DELE only marks, and QUIT deletes what is marked, then
+fsyncs the directories.  A session that ends any other way deletes nothing.
+
+Hostile clients: the core limits lines and bad commands; a client idle for
+``idle_timeout`` seconds (default 600, RFC 1939's ten minutes) is
+disconnected, and connections are held as :class:`~netplay.services.Connections`
+holds them: ``max_connections`` in all, 16 per client, the idlest giving way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from netplay.errors import TopologyError
+from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._connections import Connections
+from netplay.services._registry import register
+
+if TYPE_CHECKING:
+    from netplay.accounts import Accounts
+    from netplay.mail import MailStore
+
+log = logging.getLogger("netplay.pop3")
+
+PORTS = (110, 995)
+IMPLICIT_TLS = (995,)
+IDLE_TIMEOUT_S = 600.0  # RFC 1939 3: an autologout timer of at least ten minutes
+MAX_CONNECTIONS = 256
+MAX_PER_CLIENT = 16
+ERROR_SLEEP_S = 1.0
+CHUNK = 65536
+LOCK_FILE = ".pop3.lock"
+
+
+def _uid(path: Path) -> str:
+    """A message's unique id: its Maildir name without the flags (``:2,S``)."""
+    return path.name.partition(":")[0]
+
+
+def _locked(directory: Path) -> int | None:
+    """A lock on the maildrop for this session (an open fd), or None if another holds it."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class Session:
+    """One client's session: the core's events, done against the store."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        implicit: bool,
+        store: MailStore,
+        accounts: Accounts,
+        connections: Connections,
+        settings: Mapping[str, Any],
+        tls: Any,
+    ) -> None:
+        from netplay.protocols.pop3 import ServerConnection
+
+        self.reader, self.writer = reader, writer
+        self.conn = ServerConnection(tls=implicit, stls=not implicit)
+        self.store, self.accounts = store, accounts
+        self.connections = connections
+        self.idle = float(settings["idle_timeout"])
+        self.tls = tls
+        self.lock: int | None = None
+        self.paths: dict[str, Path] = {}
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            self.writer.write(data)
+            await asyncio.wait_for(self.writer.drain(), self.idle)  # a client that stops reading
+            self.connections.touch(self.writer)
+
+    async def run(self) -> None:
+        from netplay.protocols import END, NEED_DATA
+        from netplay.protocols.pop3 import Login, Pop3Error, Retrieve, StartTLS, Update
+
+        while True:
+            try:
+                event = self.conn.next_event()
+            except Pop3Error as exc:
+                await self.write(self.conn.data_to_send() + f"{exc.reply}\r\n".encode())
+                return
+            out = self.conn.data_to_send()
+            if isinstance(event, StartTLS):
+                await self.start_tls(out)
+                continue
+            await self.write(out)
+            if event is END:
+                return
+            if event is NEED_DATA:
+                self.conn.receive_data(await asyncio.wait_for(self.reader.read(CHUNK), self.idle))
+            elif isinstance(event, Login):
+                await self.write(self.conn.send(await self.login(event.user, event.password)))
+            elif isinstance(event, Retrieve):
+                await self.write(self.conn.send(await self.retrieve(event.uid)))
+            elif isinstance(event, Update):
+                await self.write(self.conn.send(await self.update(event.deleted)))
+
+    async def start_tls(self, ok: bytes) -> None:
+        """Say ``+OK`` to STLS and start TLS.  What came in clear before the ``+OK``
+        must not count as sent over TLS (RFC 2595 4; aiosmtpd clears it too), and
+        nothing may await between the ``+OK`` and the switch of protocol: the
+        client's handshake, read into the stream's buffer meanwhile, would be lost
+        and the handshake would hang."""
+        self.reader._buffer.clear()  # type: ignore[attr-defined]
+        self.writer.write(ok)
+        await self.writer.start_tls(self.tls)
+        self.conn.tls_started()
+
+    async def login(self, user_bytes: bytes, password: bytes) -> Any:
+        from netplay.protocols.pop3 import Accepted, Rejected
+
+        user = user_bytes.decode("utf-8", "replace")
+        loop = asyncio.get_running_loop()
+        good = await loop.run_in_executor(
+            None, self.accounts.check, user, password.decode("utf-8", "replace")
+        )
+        if not good:
+            log.info("authentication failed for %r", user)
+            await asyncio.sleep(ERROR_SLEEP_S)
+            return Rejected()
+        maildir = self.store.of(user)
+        self.lock = _locked(maildir.root)
+        if self.lock is None:
+            log.info("%s: maildrop in use", user)
+            return Rejected(text=b"[IN-USE] Mailbox is locked by another POP3 session.")
+        messages = []
+        for path in maildir.messages():
+            uid = _uid(path)
+            if 0 < len(uid) <= 70 and uid.isascii() and uid.isprintable() and " " not in uid:
+                self.paths[uid] = path
+                messages.append((uid, path.stat().st_size))
+        log.info("%s logged in: %d messages", user, len(messages))
+        return Accepted(messages=tuple(messages))
+
+    async def retrieve(self, uid: str) -> Any:
+        from netplay.protocols.pop3 import Content
+
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(None, self.paths[uid].read_bytes)
+        except OSError:
+            data = None
+        return Content(data=data)
+
+    async def update(self, deleted: tuple[str, ...]) -> Any:
+        from netplay.protocols.pop3 import Updated
+
+        def remove() -> int:
+            failed = 0
+            directories = set()
+            for uid in deleted:
+                path = self.paths[uid]
+                try:
+                    path.unlink()
+                    directories.add(path.parent)
+                except FileNotFoundError:
+                    pass  # gone already: what was asked is done
+                except OSError:
+                    failed += 1
+            for directory in directories:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            return failed
+
+        failed = await asyncio.get_running_loop().run_in_executor(None, remove)
+        log.info("deleted %d messages (%d failed)", len(deleted) - failed, failed)
+        return Updated(failed=failed)
+
+    def close(self) -> None:
+        if self.lock is not None:
+            os.close(self.lock)  # the flock goes with it
+            self.lock = None
+
+
+async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
+    """Listen on every port until the process is ended."""
+    from netplay.accounts import Accounts
+    from netplay.mail import MailStore
+
+    accounts = Accounts.ensure(ctx.data, ctx.topology.users)
+    store = MailStore.open(ctx.data, ctx.topology, ctx.host)
+    tls = ctx.server_tls()
+    connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
+
+    def handler(implicit: bool) -> Any:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.add(writer)
+            session = Session(
+                reader,
+                writer,
+                implicit=implicit,
+                store=store,
+                accounts=accounts,
+                connections=connections,
+                settings=settings,
+                tls=tls,
+            )
+            try:
+                await session.run()
+            except (TimeoutError, ConnectionError, OSError):
+                pass  # idle, gone, or a TLS handshake that failed
+            finally:
+                session.close()
+                connections.discard(writer)
+                writer.close()
+                with contextlib.suppress(ConnectionError, OSError):
+                    await writer.wait_closed()
+
+        return handle
+
+    servers = []
+    for port in settings["ports"]:
+        implicit = port in settings["tls"]
+        servers.append(
+            await asyncio.start_server(
+                handler(implicit), None, port, backlog=1024, ssl=tls if implicit else None
+            )
+        )
+    print(f"pop3: listening on port {' '.join(map(str, settings['ports']))}", flush=True)
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+
+class Pop3Engine(Engine):
+    default_ports = PORTS
+    options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
+        "tls": list,
+        "idle_timeout": (int, float),
+        "max_connections": int,
+    }
+    minimums: ClassVar[Mapping[str, float]] = {"idle_timeout": 0.1, "max_connections": 1}
+    maximums: ClassVar[Mapping[str, float]] = {"idle_timeout": 86_400, "max_connections": 65_536}
+
+    def _tls(self, ctx: Context) -> tuple[int, ...]:
+        ports = self.ports(ctx)
+        return tuple(ctx.option("tls", [p for p in IMPLICIT_TLS if p in ports]))
+
+    def check(self, ctx: Context, where: str) -> None:
+        super().check(ctx, where)
+        for i, port in enumerate(self._tls(ctx)):
+            if port not in self.ports(ctx) or isinstance(port, bool):
+                raise TopologyError(
+                    f"{port!r} is not one of the service's ports", field=f"{where}.tls[{i}]"
+                )
+
+    def start(self, ctx: Context) -> Start:
+        settings = {
+            "ports": self.ports(ctx),
+            "tls": self._tls(ctx),
+            "idle_timeout": float(ctx.option("idle_timeout", IDLE_TIMEOUT_S)),
+            "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
+        }
+
+        def run() -> None:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
+            )
+            asyncio.run(serve(ctx, settings))
+
+        return run
+
+    def health(self, ctx: Context, timeout: float) -> None:
+        """On each port: the greeting, TLS (STLS or implicit) with the certificate
+        verified, and CAPA offering UIDL and a login."""
+        import poplib
+
+        tls = self._tls(ctx)
+        context = ctx.client_tls()
+        for port in self.ports(ctx):
+            client: poplib.POP3
+            try:
+                if port in tls:
+                    client = poplib.POP3_SSL(ctx.address, port, timeout=timeout, context=context)
+                else:
+                    client = poplib.POP3(ctx.address, port, timeout=timeout)
+                    client.stls(context)
+                try:
+                    capabilities = client.capa()
+                    if "UIDL" not in capabilities or "USER" not in capabilities:
+                        raise HealthError(f"port {port} offers {sorted(capabilities)}")
+                finally:
+                    client.quit()
+            except poplib.error_proto as exc:
+                raise HealthError(f"port {port}: {exc}") from exc
+
+
+register("pop3", "builtin", Pop3Engine())
