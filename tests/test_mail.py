@@ -3,6 +3,7 @@ the sample mailbox, and which domains a host receives mail for."""
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from netplay.mail import Maildir, MailStore, mail_domains, sample_messages
+from netplay.mail import Failure, Maildir, MailStore, Queue, bounce, mail_domains, sample_messages
 from netplay.topology import User, load, loads
 
 ALICE = User(name="alice", mailboxes=("Sent", "Archive"))
@@ -122,3 +123,38 @@ def test_the_book_mail_host_receives_for_its_domains() -> None:
 def test_mail_domains_of_a_playground_without_dns() -> None:
     topo = loads('domain = "t.test"\n[hosts.a]\n[lans.l.hosts]\na = ["10.0.0.1/24"]\n')
     assert mail_domains(topo, "a") == {"a.t.test"}
+
+
+def test_the_queue_keeps_envelopes_and_forgets_orphans(tmp_path: Path) -> None:
+    queue = Queue(tmp_path)
+    assert queue.pending() == []
+    first = queue.add(b"Subject: 1\r\n\r\n1\r\n", "ann@a.test", ("bob@b.test", "cy@b.test"))
+    second = queue.add(b"Subject: 2\r\n\r\n2\r\n", "", ("ann@a.test",))  # a bounce
+    assert [item.id for item in queue.pending()] == [first.id, second.id]
+    assert queue.message(first) == b"Subject: 1\r\n\r\n1\r\n"
+    later = dataclasses.replace(first, recipients=("cy@b.test",), attempts=1, last_error="x")
+    queue.update(later)
+    assert queue.pending()[0] == later
+    (tmp_path / "queue" / "ORPHAN.eml").write_bytes(b"a crash before its envelope")
+    (tmp_path / "queue" / "BROKEN.json").write_text("{not json")
+    assert [item.id for item in queue.pending()] == [first.id, second.id]
+    assert not (tmp_path / "queue" / "ORPHAN.eml").exists()
+    queue.remove(later)
+    queue.remove(second)
+    assert queue.pending() == []
+    assert {p.name for p in (tmp_path / "queue").iterdir()} == {"BROKEN.json"}
+
+
+def test_a_bounce_is_a_delivery_status_notification() -> None:
+    original = b"From: ann@a.test\r\nSubject: hello\r\n\r\nthe body stays private\r\n"
+    report = bounce(original, "ann@a.test", {"bob@b.test": Failure("550 no", True)}, "mx1.a.test")
+    assert b"\n" not in report.replace(b"\r\n", b"")
+    parsed = email.message_from_bytes(report, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed.get_param("report-type") == "delivery-status"
+    text, status, headers = parsed.iter_parts()
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert "<bob@b.test>: 550 no" in text.get_content()
+    assert status.get_content_type() == "message/delivery-status"
+    assert "Final-Recipient: rfc822; bob@b.test" in status.as_string()
+    assert b"Subject: hello" in report and b"the body stays private" not in report

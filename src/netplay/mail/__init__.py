@@ -1,5 +1,6 @@
 """Mail on a mail host: each user's Maildir store, durable delivery, the host's
-mail domains, and the sample mailbox a new store gets.
+mail domains, the sample mailbox a new store gets, and the queue of mail for
+other domains with its delivery over SMTP and its bounces.
 
 The SMTP, POP3 and IMAP services of a host share one store, in the host's
 own data directory (kept across ``down``, removed by ``down --purge``).
@@ -7,6 +8,21 @@ own data directory (kept across ``down``, removed by ``down --purge``).
 
 from netplay.mail._domains import mail_domains
 from netplay.mail._maildir import MAIL_DIR, Maildir, MailStore
+from netplay.mail._queue import QUEUE_DIR, Queue, Queued
+from netplay.mail._relay import Failure, bounce, deliver, exchanges
 from netplay.mail._sample import sample_messages
 
-__all__ = ["MAIL_DIR", "MailStore", "Maildir", "mail_domains", "sample_messages"]
+__all__ = [
+    "MAIL_DIR",
+    "QUEUE_DIR",
+    "Failure",
+    "MailStore",
+    "Maildir",
+    "Queue",
+    "Queued",
+    "bounce",
+    "deliver",
+    "exchanges",
+    "mail_domains",
+    "sample_messages",
+]

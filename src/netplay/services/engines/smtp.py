@@ -34,9 +34,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import dataclasses
 import logging
 import re
 import secrets
+import time
 import warnings
 from collections.abc import Mapping
 from email.utils import formatdate
@@ -49,7 +52,7 @@ from netplay.services._registry import register
 
 if TYPE_CHECKING:
     from netplay.accounts import Accounts
-    from netplay.mail import MailStore
+    from netplay.mail import Failure, MailStore, Queue, Queued
 
 log = logging.getLogger("netplay.smtp")
 
@@ -64,7 +67,15 @@ MAX_PER_CLIENT = 16
 JUNK_LIMIT = 100  # Postfix's smtpd_junk_command_limit: NOOP, RSET, VRFY, HELP
 CALL_LIMIT = 10_000  # any other command, in one connection
 ERROR_SLEEP_S = 1.0  # Postfix's smtpd_error_sleep_time: a wrong password waits this long
+RETRY_S = 5.0  # the first retry of mail for another domain; it doubles each time
+MAX_BACKOFF_S = 300.0
+QUEUE_LIFETIME_S = 86_400.0  # then it is bounced (Postfix keeps trying for 5 days)
 BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+
+def _sender(address: str) -> str:
+    """The reverse path as it is written between <>: "" for the null sender of a bounce."""
+    return "" if address == "<>" else address
 
 
 def _split(address: str) -> tuple[str, str]:
@@ -82,6 +93,7 @@ class Handler:
         store: MailStore,
         accounts: Accounts,
         users: set[str],
+        relay: Relay,
         *,
         submission: bool,
         max_recipients: int,
@@ -91,6 +103,7 @@ class Handler:
         self.store = store
         self.accounts = accounts
         self.users = users
+        self.relay = relay
         self.submission = submission
         self.max_recipients = max_recipients
 
@@ -193,7 +206,19 @@ class Handler:
             return "452 4.5.3 Error: too many recipients"
         local, domain = _split(address)
         if domain not in self.domains:
-            return f"554 5.7.1 <{address}>: Relay access denied"
+            if not session.authenticated:
+                return f"554 5.7.1 <{address}>: Relay access denied"
+            from netplay.mail import Failure, exchanges
+
+            loop = asyncio.get_running_loop()
+            try:  # a domain the playground's DNS does not know is refused now, not bounced
+                await loop.run_in_executor(None, exchanges, domain)
+            except Failure as failure:
+                code = "550 5.1.2" if failure.permanent else "450 4.1.2"
+                return f"{code} <{address}>: Recipient address rejected: {failure.text}"
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(options)
+            return "250 2.1.5 Ok"
         if local.lower() not in self.users:
             return (
                 f"550 5.1.1 <{address}>: Recipient address rejected: "
@@ -213,26 +238,39 @@ class Handler:
         protocol += ("S" if tls else "") + ("A" if session.authenticated else "")
         peer = session.peer[0] if session.peer else "unknown"
         loop = asyncio.get_running_loop()
-        for recipient in envelope.rcpt_tos:
-            local, _domain = _split(recipient)
-            received = (
-                f"Return-Path: <{envelope.mail_from}>\r\n"
+        sender = _sender(envelope.mail_from)
+        remote = tuple(r for r in envelope.rcpt_tos if _split(r)[1] not in self.domains)
+
+        def received(recipient: str | None) -> bytes:
+            text = (
                 f"Received: from {session.host_name or 'unknown'} ([{peer}])\r\n"
-                f"\tby {self.hostname} (netplay) with {protocol} id {queue_id}\r\n"
-                f"\tfor <{recipient}>; {formatdate(localtime=True)}\r\n"
+                f"\tby {self.hostname} (netplay) with {protocol} id {queue_id}"
+                + (f"\r\n\tfor <{recipient}>" if recipient else "")
+                + f"; {formatdate(localtime=True)}\r\n"
             )
-            message = received.encode("utf-8", "surrogateescape") + content
-            try:
-                await loop.run_in_executor(None, self.store.of(local.lower()).deliver, message)
-            except OSError as exc:
-                log.error("%s: delivery to %s failed: %s", queue_id, recipient, exc)
-                return "451 4.3.0 Error: queue file write error"
+            return text.encode("utf-8", "surrogateescape")
+
+        try:
+            for recipient in envelope.rcpt_tos:
+                if recipient in remote:
+                    continue
+                message = f"Return-Path: <{sender}>\r\n".encode() + received(recipient) + content
+                box = self.store.of(_split(recipient)[0].lower())
+                await loop.run_in_executor(None, box.deliver, message)
+            if remote:
+                message = received(remote[0] if len(remote) == 1 else None) + content
+                await loop.run_in_executor(None, self.relay.queue.add, message, sender, remote)
+                self.relay.wake()
+        except OSError as exc:
+            log.error("%s: delivery failed: %s", queue_id, exc)
+            return "451 4.3.0 Error: queue file write error"
         log.info(
-            "%s: from=<%s> to=<%s> size=%d delivered",
+            "%s: from=<%s> to=<%s> size=%d %s",
             queue_id,
-            envelope.mail_from,
+            sender,
             ">,<".join(envelope.rcpt_tos),
             len(content),
+            "queued for other domains" if remote else "delivered",
         )
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
@@ -242,6 +280,109 @@ def _base64(text: str) -> bytes | None:
         return base64.b64decode(text, validate=True)
     except binascii.Error:
         return None
+
+
+class Relay:
+    """Mail for other domains, from the queue to their exchangers: one attempt when a
+    message is queued, then again after ``retry`` seconds, doubling up to
+    MAX_BACKOFF_S, until it is delivered or ``lifetime`` seconds have passed;
+    a recipient that failed for good is bounced to the sender (a DSN; never to
+    the null sender of a bounce)."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        store: MailStore,
+        domains: set[str],
+        users: set[str],
+        hostname: str,
+        *,
+        retry: float,
+        lifetime: float,
+    ) -> None:
+        self.queue, self.store = queue, store
+        self.domains, self.users = domains, users
+        self.hostname = hostname
+        self.retry, self.lifetime = retry, lifetime
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was queued: look at the queue now."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wakeup.clear()
+            for item in await loop.run_in_executor(None, self.queue.pending):
+                if item.next_try <= time.time():
+                    await self._attempt(item)
+            later = [item.next_try for item in await loop.run_in_executor(None, self.queue.pending)]
+            wait = max(0.0, min(later) - time.time()) if later else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+
+    async def _attempt(self, item: Queued) -> None:
+        from netplay.mail import Failure, deliver
+
+        loop = asyncio.get_running_loop()
+        message = await loop.run_in_executor(None, self.queue.message, item)
+        by_domain: dict[str, list[str]] = {}
+        for recipient in item.recipients:
+            by_domain.setdefault(_split(recipient)[1], []).append(recipient)
+        failures: dict[str, Failure] = {}
+        for domain, recipients in by_domain.items():
+            failures.update(
+                await loop.run_in_executor(
+                    None, deliver, message, item.sender, recipients, domain, self.hostname
+                )
+            )
+        for recipient in item.recipients:
+            if recipient not in failures:
+                log.info("%s: to=<%s> relayed", item.id, recipient)
+        expired = time.time() - item.arrived >= self.lifetime
+        permanent = {r: f for r, f in failures.items() if f.permanent or expired}
+        if expired:
+            permanent = {
+                r: Failure(f"{f.text}; gave up after {self.lifetime:g} s", True)
+                for r, f in permanent.items()
+            }
+        later = {r: f for r, f in failures.items() if r not in permanent}
+        for recipient, failure in permanent.items():
+            log.info("%s: to=<%s> bounced: %s", item.id, recipient, failure.text)
+        if permanent and item.sender:
+            await self._bounce(message, item.sender, permanent)
+        if later:
+            delay = min(self.retry * 2**item.attempts, MAX_BACKOFF_S)
+            first = next(iter(later.values())).text
+            log.info("%s: deferred (%s); next try in %g s", item.id, first, delay)
+            await loop.run_in_executor(
+                None,
+                self.queue.update,
+                dataclasses.replace(
+                    item,
+                    recipients=tuple(later),
+                    attempts=item.attempts + 1,
+                    next_try=time.time() + delay,
+                    last_error=first,
+                ),
+            )
+        else:
+            await loop.run_in_executor(None, self.queue.remove, item)
+
+    async def _bounce(self, original: bytes, sender: str, failures: dict[str, Failure]) -> None:
+        from netplay.mail import bounce
+
+        report = bounce(original, sender, failures, self.hostname)
+        local, domain = _split(sender)
+        loop = asyncio.get_running_loop()
+        if domain in self.domains:
+            if local.lower() in self.users:
+                message = b"Return-Path: <>\r\n" + report
+                await loop.run_in_executor(None, self.store.of(local.lower()).deliver, message)
+            return  # a local sender who does not exist: nobody to tell
+        await loop.run_in_executor(None, self.queue.add, report, "", (sender,))
+        self.wake()
 
 
 def _session_class() -> type:
@@ -290,12 +431,21 @@ def _session_class() -> type:
 async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     """Listen on every port until the process is ended."""
     from netplay.accounts import Accounts
-    from netplay.mail import MailStore, mail_domains
+    from netplay.mail import MailStore, Queue, mail_domains
 
     domains = mail_domains(ctx.topology, ctx.host)
     accounts = Accounts.ensure(ctx.data, ctx.topology.users)
     store = MailStore.open(ctx.data, ctx.topology, ctx.host)
     names = {user.name for user in ctx.topology.users}
+    relay = Relay(
+        Queue(ctx.data),
+        store,
+        domains,
+        names,
+        ctx.fqdn,
+        retry=settings["retry"],
+        lifetime=settings["queue_lifetime"],
+    )
     context = ctx.server_tls()
     session = _session_class()
     connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
@@ -311,6 +461,7 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
             store,
             accounts,
             names,
+            relay,
             submission=submission,
             max_recipients=settings["max_recipients"],
         )
@@ -341,7 +492,7 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
         f"mail for {', '.join(sorted(domains))}",
         flush=True,
     )
-    await asyncio.gather(*(server.serve_forever() for server in servers))
+    await asyncio.gather(relay.run(), *(server.serve_forever() for server in servers))
 
 
 class SmtpEngine(Engine):
@@ -353,8 +504,12 @@ class SmtpEngine(Engine):
         "max_recipients": int,
         "max_connections": int,
         "timeout": (int, float),
+        "retry": (int, float),
+        "queue_lifetime": (int, float),
     }
     minimums: ClassVar[Mapping[str, float]] = {
+        "retry": 0.1,
+        "queue_lifetime": 0,
         "max_message": 1024,
         "max_recipients": 1,
         "max_connections": 1,
@@ -365,6 +520,8 @@ class SmtpEngine(Engine):
         "max_recipients": 100_000,
         "max_connections": 65_536,
         "timeout": 86_400,
+        "retry": 86_400,
+        "queue_lifetime": 30 * 86_400,
     }
 
     def _roles(self, ctx: Context) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -400,6 +557,8 @@ class SmtpEngine(Engine):
             "max_recipients": int(ctx.option("max_recipients", MAX_RECIPIENTS)),
             "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
             "timeout": float(ctx.option("timeout", TIMEOUT_S)),
+            "retry": float(ctx.option("retry", RETRY_S)),
+            "queue_lifetime": float(ctx.option("queue_lifetime", QUEUE_LIFETIME_S)),
         }
 
         def run() -> None:
