@@ -169,3 +169,25 @@ print(json.dumps({"refused": refused, "locked": locked}))
         "refused": "-ERR [AUTH] Authentication failed.",
         "locked": "-ERR [IN-USE] Mailbox is locked by another POP3 session.",
     }
+
+
+def test_curl_reads_over_stls_and_implicit_tls_and_openssl_verifies(book: Playground) -> None:
+    for url in ("pop3://mail.example.com/1", "pop3s://mail.example.com/1"):
+        got = book.host("h1").run(
+            ["curl", "-sS", "--ssl-reqd", "--user", "brandon:abc123", url, "--max-time", "20"],
+            timeout=30,
+        )
+        assert got.returncode == 0, f"{url}: {got.stderr}"
+        assert "Subject: " in got.stdout
+    listing = book.host("h1").run(
+        ["curl", "-sS", "--ssl-reqd", "--user", "brandon:abc123", "pop3://mail.example.com/"],
+        timeout=30,
+    )
+    assert listing.returncode == 0 and listing.stdout.startswith("1 "), listing.stderr
+    handshake = book.host("h1").run(
+        ["openssl", "s_client", "-starttls", "pop3", "-connect", "mail.example.com:110",
+         "-verify_return_error", "-verify_hostname", "mail.example.com"],
+        input="QUIT\r\n",
+        timeout=30,
+    )  # fmt: skip
+    assert handshake.returncode == 0 and "Verification: OK" in handshake.stdout, handshake.stderr

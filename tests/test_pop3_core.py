@@ -4,6 +4,7 @@ hostile input that only ever gets -ERR or a Pop3Error."""
 from __future__ import annotations
 
 import base64
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -183,3 +184,47 @@ def test_any_input_gets_answers_or_a_pop3_error(parts: list[bytes], chunk: int) 
         pytest.fail(f"only Pop3Error may escape: {exc!r}")
     for line in out.split(b"\r\n"):
         assert len(line) <= 512  # RFC 2449: responses are at most 512 octets
+
+
+FUZZ_LINES = 100_000
+VERBS = [b"USER", b"PASS", b"STAT", b"LIST", b"UIDL", b"RETR", b"TOP", b"DELE", b"RSET",
+         b"NOOP", b"CAPA", b"AUTH", b"STLS", b"APOP", b"QUIT", b"", b"\x00", b"user"]  # fmt: skip
+
+
+def _malformed(rng: random.Random) -> bytes:
+    """A command line as a broken or hostile client sends it."""
+    words = [rng.choice(VERBS)]
+    for _ in range(rng.randrange(4)):
+        kind = rng.randrange(5)
+        if kind == 0:
+            words.append(str(rng.randrange(-3, 10 ** rng.randrange(1, 12))).encode())
+        elif kind == 1:
+            words.append(rng.randbytes(rng.randrange(1, 20)))
+        elif kind == 2:
+            words.append(b"A" * rng.choice([1, 254, 255, 256, 1000]))
+        elif kind == 3:
+            words.append(base64.b64encode(rng.randbytes(rng.randrange(30))))
+        else:
+            words.append(rng.choice([b"brandon", b"pw", b"*", b"PLAIN", b"1", b"0"]))
+    end = rng.choice([b"\r\n", b"\r\n", b"\n", b"\r", b""])
+    return b" ".join(words) + end
+
+
+def test_a_hundred_thousand_malformed_lines_get_answers_never_a_crash() -> None:
+    """Seeded, so that a failure is the same failure again."""
+    rng = random.Random(20261202)
+    lines = sessions = 0
+    while lines < FUZZ_LINES:
+        conn = ServerConnection(tls=False, stls=rng.random() < 0.5)
+        batch = [_malformed(rng) for _ in range(rng.randrange(1, 200))]
+        lines += len(batch)
+        sessions += 1
+        data = b"".join(batch)
+        try:
+            out, _events = drive(conn, data, chunk=rng.choice([None, 1, 3, 64, 4096]))
+        except Pop3Error as exc:
+            assert exc.reply is not None and exc.reply.startswith("-ERR")
+            continue
+        assert out.startswith(b"+OK POP3 server ready\r\n")
+        assert all(len(line) <= 512 for line in out.split(b"\r\n"))
+    assert sessions > 100
