@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from netplay.mail import Failure, Maildir, MailStore, Queue, bounce, mail_domains, sample_messages
+from netplay.mail import (
+    Failure,
+    Folder,
+    Maildir,
+    MailStore,
+    Queue,
+    bounce,
+    mail_domains,
+    sample_messages,
+)
 from netplay.topology import User, load, loads
 
 ALICE = User(name="alice", mailboxes=("Sent", "Archive"))
@@ -158,3 +167,86 @@ def test_a_bounce_is_a_delivery_status_notification() -> None:
     assert status.get_content_type() == "message/delivery-status"
     assert "Final-Recipient: rfc822; bob@b.test" in status.as_string()
     assert b"Subject: hello" in report and b"the body stays private" not in report
+
+
+def _box(tmp_path: Path, count: int) -> Maildir:
+    box = Maildir(tmp_path / "ann")
+    box.make()
+    for i in range(count):
+        box.deliver(f"Subject: {i}\r\n\r\n{i}\r\n".encode())
+    return box
+
+
+def test_uids_are_given_in_delivery_order_and_kept(tmp_path: Path) -> None:
+    box = _box(tmp_path, 3)
+    first = box.index().sync()
+    assert [m.uid for m in first] == [1, 2, 3]
+    assert [m.path.read_bytes().split(b"\r\n")[0] for m in first] == [
+        b"Subject: 0",
+        b"Subject: 1",
+        b"Subject: 2",
+    ]
+    again = box.index()  # another session, another process: the same UIDs
+    assert [(m.uid, m.path) for m in again.sync()] == [(m.uid, m.path) for m in first]
+    later = Folder(box.root)
+    later.sync()
+    assert again.uidvalidity == later.uidvalidity > 0
+    header = (box.root / "dovecot-uidlist").read_text().splitlines()[0]
+    assert header.startswith("3 V") and header.endswith(" N4")  # Dovecot's version 3
+
+
+def test_uids_only_grow(tmp_path: Path) -> None:
+    box = _box(tmp_path, 3)
+    folder = box.index()
+    messages = folder.sync()
+    folder.expunge([messages[2]])  # the last one: its UID is not given again
+    box.deliver(b"Subject: new\r\n\r\nnew\r\n")
+    assert [m.uid for m in box.index().sync()] == [1, 2, 4]
+
+
+def test_flags_live_in_the_file_name(tmp_path: Path) -> None:
+    box = _box(tmp_path, 2)
+    folder = box.index()
+    first, second = folder.sync()
+    assert first.flags == frozenset() and first.path.parent.name == "new"
+    seen = folder.set_flags(first, {"\\Seen", "\\Flagged", "$Keyword"})
+    assert seen.path.parent.name == "cur" and seen.path.name.endswith(":2,FS")
+    assert box.index().sync()[0].flags == {"\\Seen", "\\Flagged"}
+    # another session renames it first: ours still finds it by its base name
+    other = Folder(box.root)
+    other.set_flags(other.sync()[0], {"\\Answered"})
+    deleted = folder.set_flags(seen, {"\\Deleted"})
+    assert deleted.path.name.endswith(":2,T") and deleted.path.exists()
+    other.expunge([other.sync()[0]])  # stale in `other`: found and removed all the same
+    assert [m.uid for m in box.index().sync()] == [second.uid]
+    with pytest.raises(FileNotFoundError):
+        folder.set_flags(deleted, {"\\Seen"})
+
+
+def test_a_damaged_list_starts_again_with_a_new_uidvalidity(tmp_path: Path) -> None:
+    box = _box(tmp_path, 2)
+    folder = box.index()
+    folder.sync()
+    before = folder.uidvalidity
+    (box.root / "dovecot-uidlist").write_text("garbage\n")
+    again = box.index()
+    assert [m.uid for m in again.sync()] == [1, 2]
+    assert again.uidvalidity > before  # clients must forget what they cached
+
+
+def _deliver_and_sync(directory: str) -> list[int]:
+    box = Maildir(Path(directory))
+    for i in range(20):
+        box.deliver(f"Subject: {os.getpid()} {i}\r\n\r\nx\r\n".encode())
+        box.index().sync()
+    return [m.uid for m in box.index().sync()]
+
+
+def test_sessions_at_once_never_give_one_uid_twice(tmp_path: Path) -> None:
+    _box(tmp_path, 0)
+    with ProcessPoolExecutor(4) as pool:
+        list(pool.map(_deliver_and_sync, [str(tmp_path / "ann")] * 4))
+    folder = Maildir(tmp_path / "ann").index()
+    messages = folder.sync()
+    assert [m.uid for m in messages] == list(range(1, 81))
+    assert len({m.path for m in messages}) == 80

@@ -7,19 +7,23 @@ own data directory (kept across ``down``, removed by ``down --purge``).
 """
 
 from netplay.mail._domains import mail_domains
+from netplay.mail._index import FLAG_LETTERS, Folder, Stored
 from netplay.mail._maildir import MAIL_DIR, Maildir, MailStore
 from netplay.mail._queue import QUEUE_DIR, Queue, Queued
 from netplay.mail._relay import Failure, bounce, deliver, exchanges
 from netplay.mail._sample import sample_messages
 
 __all__ = [
+    "FLAG_LETTERS",
     "MAIL_DIR",
     "QUEUE_DIR",
     "Failure",
+    "Folder",
     "MailStore",
     "Maildir",
     "Queue",
     "Queued",
+    "Stored",
     "bounce",
     "deliver",
     "exchanges",

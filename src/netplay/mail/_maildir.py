@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from netplay.mail._index import Folder
 from netplay.topology import Topology, User
 
 MAIL_DIR = "mail"
@@ -63,6 +64,10 @@ class Maildir:
         if name.upper() == INBOX:
             return self.root
         return self.root / f"{SEPARATOR}{name}"
+
+    def index(self, name: str = INBOX) -> Folder:
+        """Folder ``name`` as IMAP sees it: UIDs and flags (:mod:`netplay.mail._index`)."""
+        return Folder(self.folder(name))
 
     def folders(self) -> list[str]:
         """INBOX and every folder, INBOX first."""

@@ -34,7 +34,7 @@ from netplay.services._registry import register
 
 if TYPE_CHECKING:
     from netplay.accounts import Accounts
-    from netplay.mail import MailStore
+    from netplay.mail import Folder, MailStore
 
 log = logging.getLogger("netplay.pop3")
 
@@ -89,6 +89,7 @@ class Session:
         self.tls = tls
         self.lock: int | None = None
         self.paths: dict[str, Path] = {}
+        self.folder: Folder | None = None  # INBOX, once logged in
 
     async def write(self, data: bytes) -> None:
         if data:
@@ -146,6 +147,7 @@ class Session:
             await asyncio.sleep(ERROR_SLEEP_S)
             return Rejected()
         maildir = self.store.of(user)
+        self.folder = maildir.index()
         self.lock = _locked(maildir.root)
         if self.lock is None:
             log.info("%s: maildrop in use", user)
@@ -162,35 +164,31 @@ class Session:
     async def retrieve(self, uid: str) -> Any:
         from netplay.protocols.pop3 import Content
 
-        loop = asyncio.get_running_loop()
+        def read() -> bytes | None:
+            try:
+                return self.paths[uid].read_bytes()
+            except FileNotFoundError:  # IMAP changed its flags: renamed, not gone
+                found = self.folder.locate(uid) if self.folder else None
+                return found.read_bytes() if found else None
+
         try:
-            data = await loop.run_in_executor(None, self.paths[uid].read_bytes)
+            data = await asyncio.get_running_loop().run_in_executor(None, read)
         except OSError:
             data = None
         return Content(data=data)
 
     async def update(self, deleted: tuple[str, ...]) -> Any:
+        from netplay.mail import Stored
         from netplay.protocols.pop3 import Updated
 
         def remove() -> int:
-            failed = 0
-            directories = set()
-            for uid in deleted:
-                path = self.paths[uid]
-                try:
-                    path.unlink()
-                    directories.add(path.parent)
-                except FileNotFoundError:
-                    pass  # gone already: what was asked is done
-                except OSError:
-                    failed += 1
-            for directory in directories:
-                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            return failed
+            assert self.folder is not None  # QUIT in TRANSACTION: logged in
+            try:  # wherever IMAP's flags have taken them; those gone already are done
+                self.folder.expunge(Stored(0, self.paths[uid], frozenset()) for uid in deleted)
+            except OSError as exc:
+                log.error("deleting failed: %s", exc)
+                return len(deleted)
+            return 0
 
         failed = await asyncio.get_running_loop().run_in_executor(None, remove)
         log.info("deleted %d messages (%d failed)", len(deleted) - failed, failed)
