@@ -7,7 +7,7 @@ own data directory (kept across ``down``, removed by ``down --purge``).
 """
 
 from netplay.mail._domains import mail_domains
-from netplay.mail._index import FLAG_LETTERS, Folder, Stored
+from netplay.mail._index import FLAG_LETTERS, Folder, Stored, base_name
 from netplay.mail._maildir import MAIL_DIR, Maildir, MailStore
 from netplay.mail._queue import QUEUE_DIR, Queue, Queued
 from netplay.mail._relay import Failure, bounce, deliver, exchanges
@@ -24,6 +24,7 @@ __all__ = [
     "Queue",
     "Queued",
     "Stored",
+    "base_name",
     "bounce",
     "deliver",
     "exchanges",

@@ -100,9 +100,11 @@ class Folder:
     def sync(self) -> list[Stored]:
         """Bring the UID list up to date with the files; the messages, by UID."""
         with self.locked():
-            return self._sync()
+            return self.refresh()
 
-    def _sync(self) -> list[Stored]:
+    def refresh(self) -> list[Stored]:
+        """:meth:`sync` for a caller that holds :meth:`locked` already (to find a
+        message it has just added, before another session can change the list)."""
         known = self._read()
         files: dict[str, Path] = {}
         for sub in ("cur", "new"):

@@ -43,9 +43,10 @@ core, and tests give it bytes alone.  The vocabulary, with the zen protocol
 
 The cores: :mod:`~netplay.protocols.framing` (length-prefixed, delimited,
 fixed-size, chunked and struct-header messages), :mod:`~netplay.protocols.zen`,
-:mod:`~netplay.protocols.dns` and :mod:`~netplay.protocols.pop3` (a command
+:mod:`~netplay.protocols.dns`, :mod:`~netplay.protocols.pop3` (a command
 protocol's server: it answers what it can itself, in ``data_to_send()``,
-and gives the driver events only for what needs the world outside).
+and gives the driver events only for what needs the world outside) and
+:mod:`~netplay.protocols.imap` (IMAP's command grammar).
 Importing this package is cheap and needs nothing beyond
 :mod:`netplay.errors`; each core is a submodule imported explicitly (the
 DNS one needs dnspython).  The teaching programs import the toolkit, never
