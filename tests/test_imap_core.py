@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from netplay.errors import ProtocolError
 from netplay.mail import sample_messages
-from netplay.mail._imap import (
+from netplay.mail.imap import (
     Candidate,
     Search,
     SearchError,
