@@ -34,6 +34,8 @@ class Connections:
         self.per_client = per_client
         self._last: dict[Connection, float] = {}  # open connection -> last activity
         self._clients: dict[str, set[Connection]] = {}
+        # each one's client, kept: a closed TLS transport no longer knows its peer
+        self._client_of: dict[Connection, str] = {}
 
     def __len__(self) -> int:
         return len(self._last)
@@ -41,12 +43,14 @@ class Connections:
     def add(self, connection: Connection) -> None:
         """Take a new connection, closing the idlest of its client's or of all
         to make room."""
-        mine = self._clients.get(_client(connection), set())
+        client = _client(connection)
+        mine = self._clients.get(client, set())
         if len(mine) >= self.per_client:
             self._close(min(mine, key=self._last.__getitem__))
         elif len(self._last) >= self.total:
             self._close(min(self._last, key=self._last.__getitem__))
-        self._clients.setdefault(_client(connection), set()).add(connection)
+        self._clients.setdefault(client, set()).add(connection)
+        self._client_of[connection] = client
         self._last[connection] = time.monotonic()
 
     def touch(self, connection: Connection) -> None:
@@ -62,7 +66,9 @@ class Connections:
 
     def discard(self, connection: Connection) -> None:
         """The connection has ended (its handler's ``finally``)."""
-        client = _client(connection)
+        client = self._client_of.pop(connection, None)
+        if client is None:
+            return  # discarded already
         mine = self._clients.get(client, set())
         mine.discard(connection)
         if not mine:
