@@ -230,6 +230,7 @@ def _candidates() -> list[Candidate]:
         Candidate(
             number=i + 1,
             uid=10 + i,
+            key=f"sample-{i}",
             flags=flags[i],
             internaldate=day + dt.timedelta(days=i),
             size=len(raw),

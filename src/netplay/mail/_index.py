@@ -36,6 +36,7 @@ from pathlib import Path
 UIDLIST = "dovecot-uidlist"
 LOCK_FILE = ".index.lock"
 INFO = ":2,"
+RECENT_NS = 2_000_000_000
 #: IMAP system flags and their Maildir letters
 FLAG_LETTERS = {
     "\\Draft": "D",
@@ -58,6 +59,17 @@ class Stored:
     @property
     def size(self) -> int:
         return self.path.stat().st_size
+
+
+def owned_like(fd: int, directory: Path) -> None:
+    """Give a file we create the owner of the folder it is in, when we may (as root):
+    a store another server reads as its own user (Dovecot's mail processes never run
+    as root) must stay readable by it."""
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(directory)
+    if owner.st_uid != 0 or owner.st_gid != 0:
+        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def base_name(name: str) -> str:
@@ -86,6 +98,7 @@ class Folder:
         self.uidvalidity = 0
         self.next_uid = 1
         self.messages: list[Stored] = []  # by UID, after the last sync
+        self._synced: tuple[int, ...] = ()  # the folder's mtimes at the last sync
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -102,9 +115,28 @@ class Folder:
         with self.locked():
             return self.refresh()
 
+    def changed(self) -> bool:
+        """Whether anything may have changed since the last sync: a delivery, a rename
+        (flags) or a removal changes the mtime of new/ or cur/, and another server's
+        sync that of the UID list.  Two stat calls, where a sync lists the folder."""
+        stamp = self._stamp()
+        # an mtime is only as fine as the kernel's clock tick: a change in the tick of
+        # the last sync would not show, so anything that recent is looked at again
+        return stamp != self._synced or time.time_ns() - max(stamp) < RECENT_NS
+
+    def _stamp(self) -> tuple[int, ...]:
+        stamps = []
+        for name in ("new", "cur", UIDLIST):
+            try:
+                stamps.append(os.stat(self.path / name).st_mtime_ns)
+            except FileNotFoundError:
+                stamps.append(0)
+        return tuple(stamps)
+
     def refresh(self) -> list[Stored]:
         """:meth:`sync` for a caller that holds :meth:`locked` already (to find a
         message it has just added, before another session can change the list)."""
+        stamp = self._stamp()  # before listing: a change during it is seen next time
         known = self._read()
         files: dict[str, Path] = {}
         for sub in ("cur", "new"):
@@ -125,6 +157,8 @@ class Folder:
         ]
         if changed:
             self._write()
+            stamp = (*stamp[:2], self._stamp()[2])  # our own write is no news
+        self._synced = stamp
         return self.messages
 
     def _read(self) -> dict[int, str]:
@@ -158,6 +192,7 @@ class Folder:
         lines += [f"{m.uid} :{base_name(m.path.name)}" for m in self.messages]
         temporary = self.path / f".{UIDLIST}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        owned_like(fd, self.path)
         with open(fd, "w") as out:
             out.write("\n".join(lines) + "\n")
             out.flush()

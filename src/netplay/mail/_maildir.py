@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from netplay.mail._index import Folder
+from netplay.mail._index import Folder, owned_like
 from netplay.topology import Topology, User
 
 MAIL_DIR = "mail"
@@ -100,6 +100,7 @@ class Maildir:
         temporary = path / "tmp" / name
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            owned_like(fd, path)
             view = memoryview(message)
             while view:
                 view = view[os.write(fd, view) :]

@@ -16,10 +16,12 @@ import email
 import email.header
 import email.utils
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import Message as EmailMessage
-from typing import Any
+from typing import Any, TypeVar
 
 from netplay.protocols.imap import astring, nstring
 
@@ -313,6 +315,7 @@ class Candidate:
 
     number: int
     uid: int
+    key: str  # what the message is known by across sessions (its Maildir base name)
     flags: frozenset[str]
     internaldate: dt.datetime
     size: int
@@ -374,10 +377,9 @@ class Search:
         self._check = self._all(iter(self.keys), top=True)
 
     def matches(self, candidate: Candidate) -> bool:
-        cache: dict[str, Any] = {}
-        return self._check(candidate, cache)
+        return self._check(candidate)
 
-    Test = Callable[[Candidate, dict[str, Any]], bool]
+    Test = Callable[[Candidate], bool]
 
     def _all(self, keys: Iterator[Any], top: bool = False) -> Test:
         tests = []
@@ -385,7 +387,7 @@ class Search:
             tests.append(self._one(key, keys))
         if not tests:
             raise SearchError("an empty list of keys")
-        return lambda c, cache: all(t(c, cache) for t in tests)
+        return lambda c: all(t(c) for t in tests)
 
     def _next(self, keys: Iterator[Any], what: str) -> Any:
         try:
@@ -401,64 +403,60 @@ class Search:
         name = key.upper()
         if name in _FLAG_KEYS:
             flag, wanted = _FLAG_KEYS[name]
-            return lambda c, cache: (flag in c.flags) == wanted
+            return lambda c: (flag in c.flags) == wanted
         if name == "ALL":
-            return lambda c, cache: True
+            return lambda c: True
         if name in ("NEW", "RECENT"):  # no \Recent here: no message is recent
-            return lambda c, cache: False
+            return lambda c: False
         if name == "OLD":
-            return lambda c, cache: True
+            return lambda c: True
         if name in ("KEYWORD", "UNKEYWORD"):
             self._next(keys, name)  # keywords are not kept: none is set
-            return lambda c, cache: name == "UNKEYWORD"
+            return lambda c: name == "UNKEYWORD"
         if name == "NOT":
             inner = self._one(self._next(keys, name), keys)
-            return lambda c, cache: not inner(c, cache)
+            return lambda c: not inner(c)
         if name == "OR":
             left = self._one(self._next(keys, name), keys)
             right = self._one(self._next(keys, name), keys)
-            return lambda c, cache: left(c, cache) or right(c, cache)
+            return lambda c: left(c) or right(c)
         if name in ("LARGER", "SMALLER"):
             size_text = self._next(keys, name)
             if not isinstance(size_text, str) or not size_text.isdigit():
                 raise SearchError(f"{name} takes a number")
             size = int(size_text)
             if name == "LARGER":
-                return lambda c, cache: c.size > size
-            return lambda c, cache: c.size < size
+                return lambda c: c.size > size
+            return lambda c: c.size < size
         if name == "UID":
             wanted_uids = sequence_set(_text(self._next(keys, name)), self.largest_uid)
-            return lambda c, cache: c.uid in wanted_uids
+            return lambda c: c.uid in wanted_uids
         if name in ("BEFORE", "ON", "SINCE"):
             day = _date(self._next(keys, name))
-            return _compare(name, day, lambda c, cache: c.internaldate.date())
+            return _compare(name, day, lambda c: c.internaldate.date())
         if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
             day = _date(self._next(keys, name))
             return _compare(name[4:], day, _sent)
         if name in _HEADER_KEYS:
             needle = _text(self._next(keys, name)).casefold()
-            return lambda c, cache: needle in _header(c, cache, name)
+            return lambda c: needle in _header(c, name)
         if name == "HEADER":
             field = _text(self._next(keys, name)).upper()
             needle = _text(self._next(keys, name)).casefold()
-            return lambda c, cache: (
-                _has_field(c, cache, field) and needle in _header(c, cache, field)
-            )
+            return lambda c: _has_field(c, field) and needle in _header(c, field)
         if name in ("BODY", "TEXT"):
             needle = _text(self._next(keys, name)).casefold()
             whole = name == "TEXT"
-            return lambda c, cache: needle in _body_text(c, cache, whole)
+            return lambda c: needle in _body_text(c, whole)
         if key[:1].isdigit() or key[:1] == "*":
             numbers = sequence_set(key, self.largest)
-            return lambda c, cache: c.number in numbers
+            return lambda c: c.number in numbers
         raise SearchError(f"unknown search key {key}")
 
 
-def _compare(
-    how: str, day: dt.date, get: Callable[[Candidate, dict[str, Any]], dt.date | None]
-) -> Search.Test:
-    def test(c: Candidate, cache: dict[str, Any]) -> bool:
-        value = get(c, cache)
+def _compare(how: str, day: dt.date, get: Callable[[Candidate], dt.date | None]) -> Search.Test:
+    def test(c: Candidate) -> bool:
+        value = get(c)
         if value is None:
             return False
         if how == "BEFORE":
@@ -470,39 +468,41 @@ def _compare(
     return test
 
 
-def _parsed(c: Candidate, cache: dict[str, Any]) -> Part:
-    if "part" not in cache:
-        cache["part"] = split(c.read())
-    part: Part = cache["part"]
-    return part
+def _header_of(c: Candidate) -> bytes:
+    return remember(c.key, "header", lambda: split(c.read()).header)
 
 
-def _header(c: Candidate, cache: dict[str, Any], field: str) -> str:
-    key = f"h:{field}"
-    if key not in cache:
-        values = _parsed(c, cache).fields.get_all(field) or []
-        cache[key] = " ".join(_decoded(str(v)) for v in values).casefold()
-    text: str = cache[key]
-    return text
+def _field(c: Candidate, field: str) -> str | None:
+    """The field's values, decoded and joined (None if it has none)."""
+
+    def make() -> str:
+        values = email.message_from_bytes(_header_of(c)).get_all(field)
+        return "\0" if values is None else " ".join(_decoded(str(v)) for v in values)
+
+    text = remember(c.key, f"field:{field.lower()}", make)
+    return None if text == "\0" else text
 
 
-def _has_field(c: Candidate, cache: dict[str, Any], field: str) -> bool:
-    return _parsed(c, cache).fields.get(field) is not None
+def _header(c: Candidate, field: str) -> str:
+    return (_field(c, field) or "").casefold()
 
 
-def _sent(c: Candidate, cache: dict[str, Any]) -> dt.date | None:
-    value = _parsed(c, cache).fields.get("Date")
+def _has_field(c: Candidate, field: str) -> bool:
+    return _field(c, field) is not None
+
+
+def _sent(c: Candidate) -> dt.date | None:
+    value = _field(c, "Date")
     try:
-        return email.utils.parsedate_to_datetime(str(value)).date() if value else None
+        return email.utils.parsedate_to_datetime(value).date() if value else None
     except (TypeError, ValueError):
         return None
 
 
-def _body_text(c: Candidate, cache: dict[str, Any], whole: bool) -> str:
-    key = "text" if whole else "body"
-    if key not in cache:
-        raw = c.read() if whole else _parsed(c, cache).body
-        parsed = email.message_from_bytes(raw if whole else _parsed(c, cache).header + raw)
+def _body_text(c: Candidate, whole: bool) -> str:
+    def make() -> str:
+        raw = c.read()
+        parsed = email.message_from_bytes(raw)
         texts = []
         for piece in parsed.walk():
             if piece.is_multipart():
@@ -514,8 +514,39 @@ def _body_text(c: Candidate, cache: dict[str, Any], whole: bool) -> str:
                     texts.append(payload.decode(charset, "replace"))
                 except LookupError:
                     texts.append(payload.decode("utf-8", "replace"))
+        body = "\n".join(texts).casefold()
         if whole:
-            texts.append(" ".join(_decoded(str(v)) for v in parsed.values()))
-        cache[key] = "\n".join(texts).casefold()
-    text: str = cache[key]
-    return text
+            body += "\n" + " ".join(_decoded(str(v)) for v in parsed.values()).casefold()
+        return body
+
+    return remember(c.key, "text" if whole else "body", make)
+
+
+# -- what is known of a message, kept ---------------------------------------------------
+
+T = TypeVar("T", bytes, str)
+MEMORY_BYTES = 64 << 20  # the most the memo holds; the least recently used goes first
+_memo: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_memo_bytes = 0
+_memo_lock = threading.Lock()
+
+
+def remember(key: str, what: str, make: Callable[[], T]) -> T:
+    """``make()``, kept for the message ``key`` (its Maildir base name: a stored
+    message's bytes never change) as Dovecot keeps headers in its index cache, so
+    that every client's FETCH of headers and SEARCH does not parse them again."""
+    global _memo_bytes
+    with _memo_lock:
+        found = _memo.get((key, what))
+        if found is not None:
+            _memo.move_to_end((key, what))
+            return found  # type: ignore[no-any-return]
+    value = make()
+    with _memo_lock:
+        if (key, what) not in _memo:
+            _memo[(key, what)] = value
+            _memo_bytes += len(value)
+            while _memo_bytes > MEMORY_BYTES and _memo:
+                _old, dropped = _memo.popitem(last=False)
+                _memo_bytes -= len(dropped)
+    return value

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
+import os
 import re
 import time
 from pathlib import Path
@@ -32,7 +34,12 @@ _FETCH_MACROS = {
     "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"],
 }
 _BODY_ITEM = re.compile(r"^BODY(\.PEEK)?\[([^\]]*)\](?:<(\d+)\.(\d+)>)?$", re.IGNORECASE)
+FETCH_BATCH = 32  # messages a FETCH reads in one go, before it writes them
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+
+
+class _Gone(Exception):
+    """The message was expunged by another session."""
 
 
 def imap_date(when: float) -> str:
@@ -85,6 +92,8 @@ class SelectedCommands:
         from netplay.protocols.imap import untagged
 
         assert self.folder is not None
+        if not self.folder.changed():
+            return
         now = await asyncio.get_running_loop().run_in_executor(None, self.folder.sync)
         current = {m.uid: m for m in now}
         out = []
@@ -148,6 +157,7 @@ class SelectedCommands:
         return "Unselect completed."
 
     async def cmd_SEARCH(self, tag: str, args: list[Any], uid: bool) -> str:
+        from netplay.mail import base_name
         from netplay.mail.imap import Candidate, Search, SearchError
         from netplay.protocols.imap import untagged
 
@@ -169,6 +179,7 @@ class SelectedCommands:
                 candidate = Candidate(
                     number=i + 1,
                     uid=message.uid,
+                    key=base_name(message.path.name),
                     flags=message.flags,
                     internaldate=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
                     size=info.st_size,
@@ -195,26 +206,66 @@ class SelectedCommands:
         if uid and not any(n.upper() == "UID" for n in names):
             names.insert(0, "UID")
         loop = asyncio.get_running_loop()
+        batch = []  # several messages to a thread and to a write: a hop each was the cost
         for i in indexes:
-            response = await loop.run_in_executor(None, self._fetch_one, i, names)
-            await self.write(response)
+            batch.append(i)
+            if len(batch) == FETCH_BATCH or i == indexes[-1]:
+                answers = await loop.run_in_executor(None, self._fetch_many, batch, names)
+                await self.write(answers)
+                batch = []
         return "Fetch completed."
 
+    def _fetch_many(self, indexes: list[int], names: list[str]) -> bytes:
+        answers = []
+        for i in indexes:
+            try:
+                answers.append(self._fetch_one(i, names))
+            except _Gone:
+                continue  # expunged by another session: RFC 3501 allows saying nothing
+        return b"".join(answers)
+
     def _fetch_one(self, i: int, names: list[str]) -> bytes:
-        from netplay.mail.imap import SearchError, bodystructure, envelope, section, split
+        from netplay.mail import base_name
+        from netplay.mail.imap import (
+            SearchError,
+            bodystructure,
+            envelope,
+            remember,
+            section,
+            split,
+        )
         from netplay.protocols.imap import literal
 
         message = self.view[i]
-        try:
-            data = message.path.read_bytes()
-            info = message.path.stat()
-        except FileNotFoundError:  # expunged by another session: RFC 3501 allows NO or nothing
-            assert self.folder is not None
-            found = self.folder.locate(message.path.name.partition(":")[0])
-            if found is None:
-                return b""
-            message = self.view[i] = type(message)(message.uid, found, message.flags)
-            data, info = found.read_bytes(), found.stat()
+        key = base_name(message.path.name)  # a stored message's bytes never change
+        found: list[tuple[bytes, os.stat_result]] = []
+
+        def file() -> tuple[bytes, os.stat_result]:
+            """Its bytes and stat, read once, and only for what the kept header and
+            structure cannot answer; Gone if another session expunged it."""
+            if not found:
+                assert self.folder is not None
+                path: Path | None = self.view[i].path
+                for _attempt in range(2):  # renamed by another session (flags): look again
+                    try:
+                        with open(path, "rb") as opened:  # type: ignore[arg-type]
+                            found.append((opened.read(), os.fstat(opened.fileno())))
+                        break
+                    except (FileNotFoundError, TypeError):
+                        path = self.folder.locate(key)
+                if not found:
+                    raise _Gone
+            return found[0]
+
+        def data() -> bytes:
+            return file()[0]
+
+        def header() -> bytes:
+            return remember(key, "header", lambda: split(data()).header)
+
+        def structure(extensible: bool) -> bytes:
+            return bodystructure(split(data()), extensible)
+
         parts: list[bytes] = []
         seen = False
         for name in names:
@@ -224,30 +275,32 @@ class SelectedCommands:
             elif upper == "FLAGS":
                 continue  # written last, once \Seen may have been set
             elif upper == "INTERNALDATE":
-                parts.append(f'INTERNALDATE "{imap_date(info.st_mtime)}"'.encode())
+                parts.append(f'INTERNALDATE "{imap_date(file()[1].st_mtime)}"'.encode())
             elif upper == "RFC822.SIZE":
-                parts.append(b"RFC822.SIZE %d" % len(data))
+                parts.append(b"RFC822.SIZE %d" % file()[1].st_size)
             elif upper == "ENVELOPE":
-                parts.append(b"ENVELOPE " + envelope(split(data)))
-            elif upper == "BODYSTRUCTURE":
-                parts.append(b"BODYSTRUCTURE " + bodystructure(split(data)))
-            elif upper == "BODY":
-                parts.append(b"BODY " + bodystructure(split(data), extensible=False))
+                made = remember(key, "envelope", lambda: envelope(split(header())))
+                parts.append(b"ENVELOPE " + made)
+            elif upper in ("BODYSTRUCTURE", "BODY"):
+                wide = upper == "BODYSTRUCTURE"
+                made = remember(key, upper, functools.partial(structure, wide))
+                parts.append(upper.encode() + b" " + made)
             elif upper == "RFC822":
-                parts.append(b"RFC822 " + literal(data))
+                parts.append(b"RFC822 " + literal(data()))
                 seen = True
             elif upper == "RFC822.HEADER":
-                parts.append(b"RFC822.HEADER " + literal(split(data).header))
+                parts.append(b"RFC822.HEADER " + literal(header()))
             elif upper == "RFC822.TEXT":
-                parts.append(b"RFC822.TEXT " + literal(split(data).body))
+                parts.append(b"RFC822.TEXT " + literal(split(data()).body))
                 seen = True
             else:
                 body = _BODY_ITEM.match(name)
                 if body is None:
                     raise Bad(f"unknown fetch item {name}")
                 peek, spec, start, count = body.groups()
+                source = header() if spec.upper().startswith("HEADER") else data()
                 try:
-                    content = section(data, spec)
+                    content = section(source, spec)
                 except SearchError as exc:
                     raise Bad(str(exc)) from None
                 label = f"BODY[{spec.upper()}]"

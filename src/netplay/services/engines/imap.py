@@ -24,7 +24,8 @@ Hostile clients: the core limits lines, literals (an APPEND as large as
 SMTP takes) and bad commands; a client idle for ``idle_timeout`` seconds
 (default 1,800, RFC 3501's thirty minutes) is logged out; a wrong password
 is answered after a second; connections are held by
-:class:`~netplay.services.Connections` (``max_connections``, 16 per client).
+:class:`~netplay.services.Connections` (``max_connections``, ``max_per_client``
+(default 16: a NAT'd home shares one address) per client).
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     accounts = Accounts.ensure(ctx.data, ctx.topology.users)
     store = MailStore.open(ctx.data, ctx.topology, ctx.host)
     tls = ctx.server_tls()
-    connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
+    connections = Connections(
+        settings["max_connections"], min(settings["max_per_client"], settings["max_connections"])
+    )
 
     def handler(implicit: bool) -> Callable[..., Any]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -99,16 +102,19 @@ class ImapEngine(Engine):
         "tls": list,
         "idle_timeout": (int, float),
         "max_connections": int,
+        "max_per_client": int,
         "max_literal": int,
     }
     minimums: ClassVar[Mapping[str, float]] = {
         "idle_timeout": 0.1,
         "max_connections": 1,
+        "max_per_client": 1,
         "max_literal": 1024,
     }
     maximums: ClassVar[Mapping[str, float]] = {
         "idle_timeout": 86_400,
         "max_connections": 65_536,
+        "max_per_client": 65_536,
         "max_literal": 1 << 30,
     }
 
@@ -132,6 +138,7 @@ class ImapEngine(Engine):
             "tls": self._tls(ctx),
             "idle_timeout": float(ctx.option("idle_timeout", IDLE_TIMEOUT_S)),
             "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
+            "max_per_client": int(ctx.option("max_per_client", MAX_PER_CLIENT)),
             "max_literal": int(ctx.option("max_literal", MAX_LITERAL)),
         }
 

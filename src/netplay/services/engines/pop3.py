@@ -13,7 +13,8 @@ fsyncs the directories.  A session that ends any other way deletes nothing.
 Hostile clients: the core limits lines and bad commands; a client idle for
 ``idle_timeout`` seconds (default 600, RFC 1939's ten minutes) is
 disconnected, and connections are held as :class:`~netplay.services.Connections`
-holds them: ``max_connections`` in all, 16 per client, the idlest giving way.
+holds them: ``max_connections`` in all, ``max_per_client`` (default 16) per
+client, the idlest giving way.
 """
 
 from __future__ import annotations
@@ -208,7 +209,9 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     accounts = Accounts.ensure(ctx.data, ctx.topology.users)
     store = MailStore.open(ctx.data, ctx.topology, ctx.host)
     tls = ctx.server_tls()
-    connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
+    connections = Connections(
+        settings["max_connections"], min(settings["max_per_client"], settings["max_connections"])
+    )
 
     def handler(implicit: bool) -> Any:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -254,9 +257,18 @@ class Pop3Engine(Engine):
         "tls": list,
         "idle_timeout": (int, float),
         "max_connections": int,
+        "max_per_client": int,
     }
-    minimums: ClassVar[Mapping[str, float]] = {"idle_timeout": 0.1, "max_connections": 1}
-    maximums: ClassVar[Mapping[str, float]] = {"idle_timeout": 86_400, "max_connections": 65_536}
+    minimums: ClassVar[Mapping[str, float]] = {
+        "idle_timeout": 0.1,
+        "max_connections": 1,
+        "max_per_client": 1,
+    }
+    maximums: ClassVar[Mapping[str, float]] = {
+        "idle_timeout": 86_400,
+        "max_connections": 65_536,
+        "max_per_client": 65_536,
+    }
 
     def _tls(self, ctx: Context) -> tuple[int, ...]:
         ports = self.ports(ctx)
@@ -276,6 +288,7 @@ class Pop3Engine(Engine):
             "tls": self._tls(ctx),
             "idle_timeout": float(ctx.option("idle_timeout", IDLE_TIMEOUT_S)),
             "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
+            "max_per_client": int(ctx.option("max_per_client", MAX_PER_CLIENT)),
         }
 
         def run() -> None:

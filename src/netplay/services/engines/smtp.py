@@ -26,7 +26,7 @@ connection; five unknown commands end it.  DATA ends only at
 (``550 5.6.11``), so nothing can be smuggled (SMTP smuggling, 2023).  A
 wrong password costs a second before the answer.  Connections are held as
 :class:`~netplay.services.Connections` holds them: ``max_connections`` in
-all, 16 per client, the idlest giving way.
+all, ``max_per_client`` (16) from one address, the idlest giving way.
 """
 
 from __future__ import annotations
@@ -448,7 +448,9 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     )
     context = ctx.server_tls()
     session = _session_class()
-    connections = Connections(settings["max_connections"], MAX_PER_CLIENT)
+    connections = Connections(
+        settings["max_connections"], min(settings["max_per_client"], settings["max_connections"])
+    )
     limits = {"NOOP": JUNK_LIMIT, "RSET": JUNK_LIMIT, "VRFY": JUNK_LIMIT, "HELP": JUNK_LIMIT}
     loop = asyncio.get_running_loop()
     servers = []
@@ -503,6 +505,7 @@ class SmtpEngine(Engine):
         "max_message": int,
         "max_recipients": int,
         "max_connections": int,
+        "max_per_client": int,
         "timeout": (int, float),
         "retry": (int, float),
         "queue_lifetime": (int, float),
@@ -513,12 +516,14 @@ class SmtpEngine(Engine):
         "max_message": 1024,
         "max_recipients": 1,
         "max_connections": 1,
+        "max_per_client": 1,
         "timeout": 0.1,
     }
     maximums: ClassVar[Mapping[str, float]] = {
         "max_message": 1 << 30,
         "max_recipients": 100_000,
         "max_connections": 65_536,
+        "max_per_client": 65_536,
         "timeout": 86_400,
         "retry": 86_400,
         "queue_lifetime": 30 * 86_400,
@@ -556,6 +561,7 @@ class SmtpEngine(Engine):
             "max_message": int(ctx.option("max_message", MAX_MESSAGE)),
             "max_recipients": int(ctx.option("max_recipients", MAX_RECIPIENTS)),
             "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
+            "max_per_client": int(ctx.option("max_per_client", MAX_PER_CLIENT)),
             "timeout": float(ctx.option("timeout", TIMEOUT_S)),
             "retry": float(ctx.option("retry", RETRY_S)),
             "queue_lifetime": float(ctx.option("queue_lifetime", QUEUE_LIFETIME_S)),
