@@ -78,3 +78,21 @@ def test_a_host_cannot_reach_the_machine_s_unix_sockets(
         assert refused.returncode != 0 and "ConnectionRefusedError" in refused.stderr
         with socket.socket(socket.AF_UNIX) as client:  # the machine's own still can
             client.connect(str(path))
+
+
+def test_remove_files_takes_what_a_killed_up_was_writing(tmp_path: Path) -> None:
+    """An up killed while it wrote a CA bundle leaves its temporary file: down takes it."""
+    from netplay.fabric import Paths
+    from netplay.hosts import remove_files
+
+    paths = Paths(name="t", root=True, base=tmp_path / "run", data_base=tmp_path / "data")
+    paths.etc_dir.mkdir(parents=True)
+    (paths.etc_dir / "trust0.pem").write_text("ca")
+    (paths.etc_dir / ".trust1.pem.tmp").write_text("half a bundle")
+    mine = paths.etc_dir / "not-netplay-s"
+    remove_files(paths)
+    assert not paths.etc_dir.exists()
+    mine.parent.mkdir(parents=True)
+    mine.write_text("someone else's")
+    remove_files(paths)
+    assert mine.exists()  # only what netplay writes

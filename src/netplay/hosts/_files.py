@@ -155,7 +155,8 @@ def remove_files(paths: Paths) -> None:
     etc = paths.etc_dir
     if not etc.is_dir():
         return
-    own = [*etc.glob("hosts.*"), *etc.glob("trust*.pem")]
+    # a bundle's temporary file too: an up killed while writing one leaves it
+    own = [*etc.glob("hosts.*"), *etc.glob("trust*.pem"), *etc.glob(".trust*.pem.tmp")]
     for path in (
         etc / "hosts",
         *sorted(own),
