@@ -11,11 +11,14 @@ ports, and ``250 2.0.0 Ok: queued as ID`` at the end of DATA.
 
 Where mail goes (:class:`Handler`): a recipient in one of the host's mail
 domains (:func:`netplay.mail.mail_domains`) is delivered to that user's
-INBOX if the user exists (``550 5.1.1`` if not); any other domain is
-refused (``554 5.7.1 Relay access denied``), so the playground has no open
-relay.  A message is durable before 250 (:meth:`netplay.mail.Maildir.deliver`),
-with ``Return-Path`` and ``Received`` put in front, as an MTA's delivery
-agent does.
+INBOX if the user exists (``550 5.1.1`` if not).  Mail for any other
+domain is taken only from a client that logged in, and only for a domain
+the playground's DNS knows; anyone else gets ``554 5.7.1 Relay access
+denied``, so the playground has no open relay.  A message is durable before
+250: delivered (:meth:`netplay.mail.Maildir.deliver`, with ``Return-Path``
+and ``Received`` put in front, as an MTA's delivery agent does) or queued
+(:class:`netplay.mail.Queue`), from where :class:`Relay` takes it to the
+domain's exchangers, with retries and bounces.
 
 Hostile clients: every command must come within ``timeout`` seconds of the
 last (the whole of DATA too); lines are at most 1,000 bytes, commands 512;
