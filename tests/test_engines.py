@@ -198,7 +198,7 @@ def _in_network_namespace(inode: int) -> list[int]:
 # address) than the hostile ones: a per-client limit may rightly turn away the
 # client that holds hundreds of connections, never the others.
 
-IDLE_CONNECTIONS = 300  # beyond any limit per client or in all (DNS: 16 and 256)
+IDLE_CONNECTIONS = 500  # beyond any limit per client or in all (DNS: 16 and 256; mail: 500)
 SLOW_CONNECTIONS = 20  # beyond DNS's 16 per client
 SLOW_BYTE_EVERY_S = 0.2
 GARBAGE_BYTES = 2 << 20

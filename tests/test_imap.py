@@ -256,3 +256,37 @@ print(json.dumps([validity, data[0].decode()]))
     before = python(book, status)
     book.control("mail/imap", "restart")
     assert python(book, status) == before
+
+
+POP_AND_IMAP = r"""
+import imaplib, json, poplib, smtplib, ssl, sys
+marker = sys.argv[1]
+ctx = ssl.create_default_context()
+with smtplib.SMTP("mail.example.com", 25) as smtp:
+    smtp.sendmail("x@h1.example.com", ["brandon@example.com"],
+                  f"Subject: both {marker}\r\n\r\nread by both\r\n".encode())
+pop = poplib.POP3_SSL("mail.example.com", 995, context=ctx)
+pop.user("brandon"); pop.pass_("abc123")
+number = next(i for i in range(1, pop.stat()[0] + 1)
+              if marker.encode() in b"".join(pop.top(i, 0)[1]))
+imap = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
+imap.login("brandon", "abc123")
+imap.select("INBOX")
+typ, found = imap.search(None, "SUBJECT", f'"both {marker}"')
+(seq,) = found[0].split()
+imap.store(seq, "+FLAGS", "(\\Seen \\Flagged)")   # renames the file under POP3's session
+retrieved = b"\r\n".join(pop.retr(number)[1])
+pop.dele(number)
+pop.quit()                                          # deletes it, wherever flags took it
+imap.noop()
+expunged = [x.decode() for x in imap.untagged_responses.get("EXPUNGE", [])]
+imap.logout()
+print(json.dumps({"retrieved": marker in retrieved.decode(), "expunged": expunged,
+                  "seq": seq.decode()}))
+"""
+
+
+def test_pop3_and_imap_on_one_mailbox_at_once(book: Playground) -> None:
+    out = python(book, POP_AND_IMAP, uuid.uuid4().hex)
+    assert out["retrieved"], "POP3 read the message IMAP had just flagged"
+    assert out["expunged"] == [out["seq"]], "IMAP was told that POP3 deleted it"
