@@ -271,3 +271,17 @@ def test_bad_searches() -> None:
             Search(keys, 4, 13)
     with pytest.raises(SearchError, match="BADCHARSET"):
         Search(["CHARSET", "KOI8-R", "ALL"], 4, 13)
+
+
+def test_sections_of_a_forwarded_message() -> None:
+    inner = SAMPLES[1]  # multipart/alternative
+    outer = (
+        b'Subject: fwd\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"\r\n--b--\r\n"
+    )
+    assert section(outer, "2.HEADER") == split(inner).header
+    assert section(outer, "2.1") == section(inner, "1")  # the inner message's first part
+    assert section(outer, "2.2.MIME").startswith(b"Content-Type: text/html")
+    structure = bodystructure(split(outer))
+    assert b'"MESSAGE" "RFC822"' in structure and b'"ALTERNATIVE"' in structure

@@ -54,10 +54,12 @@ class Part:
         return maintype.upper(), subtype.upper()
 
     def parts(self) -> list[Part]:
-        """The parts of a multipart, or of a message/rfc822 the one message inside."""
+        """The parts of a multipart; of a message/rfc822, those of the message inside
+        (RFC 3501 6.4.5: ``2.1`` is its first part, or its body if it has none)."""
         maintype, subtype = self.content_type
         if maintype == "MESSAGE" and subtype == "RFC822":
-            return [split(self.body)]
+            inner = split(self.body)
+            return inner.parts() or [inner]
         if maintype != "MULTIPART":
             return []
         boundary = self.fields.get_param("boundary")
@@ -374,14 +376,14 @@ class Search:
             self.keys = self.keys[2:]
         if not self.keys:
             raise SearchError("SEARCH needs a key")
-        self._check = self._all(iter(self.keys), top=True)
+        self._check = self._all(iter(self.keys))
 
     def matches(self, candidate: Candidate) -> bool:
         return self._check(candidate)
 
     Test = Callable[[Candidate], bool]
 
-    def _all(self, keys: Iterator[Any], top: bool = False) -> Test:
+    def _all(self, keys: Iterator[Any]) -> Test:
         tests = []
         for key in keys:
             tests.append(self._one(key, keys))
