@@ -26,12 +26,13 @@ find out on their next sync.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from netplay.mail._files import fsync_dir, locked, replace
 
 UIDLIST = "dovecot-uidlist"
 LOCK_FILE = ".index.lock"
@@ -59,17 +60,6 @@ class Stored:
     @property
     def size(self) -> int:
         return self.path.stat().st_size
-
-
-def owned_like(fd: int, directory: Path) -> None:
-    """Give a file we create the owner of the folder it is in, when we may (as root):
-    a store another server reads as its own user (Dovecot's mail processes never run
-    as root) must stay readable by it."""
-    if os.geteuid() != 0:
-        return
-    owner = os.stat(directory)
-    if owner.st_uid != 0 or owner.st_gid != 0:
-        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def base_name(name: str) -> str:
@@ -103,12 +93,8 @@ class Folder:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive use of the folder's list (across processes and sessions)."""
-        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.path / LOCK_FILE):
             yield
-        finally:
-            os.close(fd)
 
     def sync(self) -> list[Stored]:
         """Bring the UID list up to date with the files; the messages, by UID."""
@@ -190,14 +176,7 @@ class Folder:
     def _write(self) -> None:
         lines = [f"3 V{self.uidvalidity} N{self.next_uid}"]
         lines += [f"{m.uid} :{base_name(m.path.name)}" for m in self.messages]
-        temporary = self.path / f".{UIDLIST}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        owned_like(fd, self.path)
-        with open(fd, "w") as out:
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path / UIDLIST)
+        replace(self.path / UIDLIST, ("\n".join(lines) + "\n").encode())
 
     def locate(self, base: str) -> Path | None:
         """The file of the message whose base name is ``base`` now, wherever its
@@ -240,8 +219,4 @@ class Folder:
                     found = self.locate(base_name(message.path.name))
                     path = None if found == path else found
         for sub in ("cur", "new"):
-            fd = os.open(self.path / sub, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.path / sub)

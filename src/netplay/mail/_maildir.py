@@ -17,8 +17,6 @@ The layout, under the host's data directory::
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import itertools
 import os
 import socket
@@ -26,7 +24,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from netplay.mail._index import Folder, owned_like
+from netplay.mail._files import fsync_dir, locked, write_new
+from netplay.mail._index import Folder
 from netplay.topology import Topology, User
 
 MAIL_DIR = "mail"
@@ -36,14 +35,6 @@ INBOX = "INBOX"
 SEPARATOR = "."  # Maildir++: folder a.b is .a.b
 
 _deliveries = itertools.count(1)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unique(size: int) -> str:
@@ -89,8 +80,8 @@ class Maildir:
             (path / sub).mkdir(exist_ok=True, mode=0o700)
         if name.upper() != INBOX:
             (path / "maildirfolder").touch()  # Maildir++: this is a folder, not a root
-        _fsync_dir(path)
-        _fsync_dir(path.parent)
+        fsync_dir(path)
+        fsync_dir(path.parent)
         return True
 
     def deliver(self, message: bytes, folder: str = INBOX) -> str:
@@ -98,20 +89,9 @@ class Maildir:
         path = self.folder(folder)
         name = _unique(len(message))
         temporary = path / "tmp" / name
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            owned_like(fd, path)
-            view = memoryview(message)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            temporary.unlink(missing_ok=True)
-            raise
-        os.close(fd)
+        write_new(temporary, message)
         os.rename(temporary, path / "new" / name)
-        _fsync_dir(path / "new")
+        fsync_dir(path / "new")
         return name
 
     def messages(self, folder: str = INBOX) -> Iterator[Path]:
@@ -149,7 +129,7 @@ class MailStore:
         """Give each user an INBOX and their folders; a user whose store is new
         gets ``samples[user]``, if any, in INBOX."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with _locked(self.dir / LOCK_FILE):  # a host's mail services start at once
+        with locked(self.dir / LOCK_FILE):  # a host's mail services start at once
             self._ensure(users, samples)
 
     def _ensure(self, users: Iterable[User], samples: dict[str, list[bytes]]) -> None:
@@ -161,13 +141,3 @@ class MailStore:
             if new:
                 for message in samples.get(user.name, ()):
                     maildir.deliver(message)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from netplay.mail._files import fsync_dir, replace
 
 QUEUE_DIR = "queue"
 
@@ -36,27 +37,6 @@ class Queued:
     attempts: int = 0
     next_try: float = 0.0  # time.time() of the next attempt
     last_error: str = ""
-
-
-def _write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Queue:
@@ -76,20 +56,20 @@ class Queue:
             arrived=now,
             next_try=now,
         )
-        _write(self.dir / f"{item.id}.eml", message)
-        _write(self.dir / f"{item.id}.json", json.dumps(dataclasses.asdict(item)).encode())
-        _fsync_dir(self.dir)
+        replace(self.dir / f"{item.id}.eml", message)
+        replace(self.dir / f"{item.id}.json", json.dumps(dataclasses.asdict(item)).encode())
+        fsync_dir(self.dir)
         return item
 
     def update(self, item: Queued) -> None:
         """Record how its delivery is going (fewer recipients, another attempt)."""
-        _write(self.dir / f"{item.id}.json", json.dumps(dataclasses.asdict(item)).encode())
+        replace(self.dir / f"{item.id}.json", json.dumps(dataclasses.asdict(item)).encode())
 
     def remove(self, item: Queued) -> None:
         """It is delivered or bounced: out of the queue (its envelope first)."""
         (self.dir / f"{item.id}.json").unlink(missing_ok=True)
         (self.dir / f"{item.id}.eml").unlink(missing_ok=True)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def message(self, item: Queued) -> bytes:
         return (self.dir / f"{item.id}.eml").read_bytes()
