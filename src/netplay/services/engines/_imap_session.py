@@ -73,6 +73,9 @@ class Session(SelectedCommands):
         self.view: list[Stored] = []  # the selected folder as this client knows it
         self.done = False
 
+    def close(self) -> None:
+        """Nothing to let go of: IMAP holds no lock on a mailbox."""
+
     # -- I/O -------------------------------------------------------------------
 
     async def write(self, data: bytes) -> None:

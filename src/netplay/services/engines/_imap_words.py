@@ -6,8 +6,6 @@ from typing import Any
 
 IDLE_TIMEOUT_S = 1800.0  # RFC 3501 5.4: an autologout timer of at least 30 minutes
 IDLE_POLL_S = 0.5  # how often an IDLE session looks for news
-MAX_CONNECTIONS = 256
-MAX_PER_CLIENT = 16
 ERROR_SLEEP_S = 1.0
 CHUNK = 65536
 SEPARATOR = "."

@@ -20,18 +20,17 @@ client, the idlest giving way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from netplay.errors import TopologyError
-from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._base import Context, HealthError
 from netplay.services._connections import Connections
 from netplay.services._registry import register
+from netplay.services.engines._mailbox import MailboxEngine
 
 if TYPE_CHECKING:
     from netplay.accounts import Accounts
@@ -42,8 +41,6 @@ log = logging.getLogger("netplay.pop3")
 PORTS = (110, 995)
 IMPLICIT_TLS = (995,)
 IDLE_TIMEOUT_S = 600.0  # RFC 1939 3: an autologout timer of at least ten minutes
-MAX_CONNECTIONS = 256
-MAX_PER_CLIENT = 16
 ERROR_SLEEP_S = 1.0
 CHUNK = 65536
 LOCK_FILE = ".pop3.lock"
@@ -201,110 +198,18 @@ class Session:
             self.lock = None
 
 
-async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
-    """Listen on every port until the process is ended."""
-    from netplay.accounts import Accounts
-    from netplay.mail import MailStore
-
-    accounts = Accounts.ensure(ctx.data, ctx.topology.users)
-    store = MailStore.open(ctx.data, ctx.topology, ctx.host)
-    tls = ctx.server_tls()
-    connections = Connections(
-        settings["max_connections"], min(settings["max_per_client"], settings["max_connections"])
-    )
-
-    def handler(implicit: bool) -> Any:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connections.add(writer)
-            session = Session(
-                reader,
-                writer,
-                implicit=implicit,
-                store=store,
-                accounts=accounts,
-                connections=connections,
-                settings=settings,
-                tls=tls,
-            )
-            try:
-                await session.run()
-            except (TimeoutError, ConnectionError, OSError):
-                pass  # idle, gone, or a TLS handshake that failed
-            finally:
-                session.close()
-                connections.discard(writer)
-                writer.close()
-                with contextlib.suppress(ConnectionError, OSError):
-                    await writer.wait_closed()
-
-        return handle
-
-    servers = []
-    for port in settings["ports"]:
-        implicit = port in settings["tls"]
-        servers.append(
-            await asyncio.start_server(
-                handler(implicit), None, port, backlog=1024, ssl=tls if implicit else None
-            )
-        )
-    print(f"pop3: listening on port {' '.join(map(str, settings['ports']))}", flush=True)
-    await asyncio.gather(*(server.serve_forever() for server in servers))
-
-
-class Pop3Engine(Engine):
+class Pop3Engine(MailboxEngine):
     default_ports = PORTS
-    options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
-        "tls": list,
-        "idle_timeout": (int, float),
-        "max_connections": int,
-        "max_per_client": int,
-    }
-    minimums: ClassVar[Mapping[str, float]] = {
-        "idle_timeout": 0.1,
-        "max_connections": 1,
-        "max_per_client": 1,
-    }
-    maximums: ClassVar[Mapping[str, float]] = {
-        "idle_timeout": 86_400,
-        "max_connections": 65_536,
-        "max_per_client": 65_536,
-    }
-
-    def _tls(self, ctx: Context) -> tuple[int, ...]:
-        ports = self.ports(ctx)
-        return tuple(ctx.option("tls", [p for p in IMPLICIT_TLS if p in ports]))
-
-    def check(self, ctx: Context, where: str) -> None:
-        super().check(ctx, where)
-        for i, port in enumerate(self._tls(ctx)):
-            if port not in self.ports(ctx) or isinstance(port, bool):
-                raise TopologyError(
-                    f"{port!r} is not one of the service's ports", field=f"{where}.tls[{i}]"
-                )
-
-    def start(self, ctx: Context) -> Start:
-        settings = {
-            "ports": self.ports(ctx),
-            "tls": self._tls(ctx),
-            "idle_timeout": float(ctx.option("idle_timeout", IDLE_TIMEOUT_S)),
-            "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
-            "max_per_client": int(ctx.option("max_per_client", MAX_PER_CLIENT)),
-        }
-
-        def run() -> None:
-            logging.basicConfig(
-                level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True
-            )
-            asyncio.run(serve(ctx, settings))
-
-        return run
+    implicit_tls = IMPLICIT_TLS
+    idle_timeout = IDLE_TIMEOUT_S
+    session = "netplay.services.engines.pop3:Session"
 
     def health(self, ctx: Context, timeout: float) -> None:
         """On each port: the greeting, TLS (STLS or implicit) with the certificate
         verified, and CAPA offering UIDL and a login."""
         import poplib
 
-        tls = self._tls(ctx)
+        tls = self.tls_ports(ctx)
         context = ctx.client_tls()
         for port in self.ports(ctx):
             client: poplib.POP3
