@@ -7,8 +7,11 @@ them with the ``spawn`` fixture (ready on that first line, kept as
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import textwrap
+from typing import Any
 
 from netplay import Host
 
@@ -97,3 +100,37 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in ``host`` to completion."""
     return host.run(python(script, *args), timeout=timeout)
+
+
+def run_json(host: Host, script: str, *args: object, timeout: float = 180) -> Any:
+    """:func:`run` for a script that prints one JSON value last: that value (a
+    failure shows its stderr)."""
+    done = run(host, textwrap.dedent(script), *args, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+LINE_SESSION = r"""
+import json, socket, ssl, sys
+name, port, steps = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+ctx = ssl.create_default_context()
+sock = socket.create_connection((name, port), timeout=20)
+file = sock.makefile("rb")
+said = [file.readline().decode().rstrip()]
+for step in steps:
+    if step == "UPGRADE":
+        sock = ctx.wrap_socket(sock, server_hostname=name)
+        file = sock.makefile("rb")
+        continue
+    sock.sendall(step.encode())
+    said.append(file.readline().decode().rstrip())
+print(json.dumps(said))
+"""
+
+
+def line_session(host: Host, name: str, port: int, *steps: str) -> list[str]:
+    """A raw conversation with a line protocol from ``host``: the greeting, then each
+    step's bytes sent and one line read back (a step of UPGRADE starts TLS, the
+    certificate verified for ``name``)."""
+    said = run_json(host, LINE_SESSION, name, port, json.dumps(list(steps)))
+    return [str(line) for line in said]

@@ -9,19 +9,15 @@ third-party clients.
 
 from __future__ import annotations
 
-import json
-import sys
-import textwrap
 import uuid
 from typing import Any
 
+from _net import line_session, run_json
 from netplay import Playground
 
 
 def python(pg: Playground, source: str, *args: str) -> Any:
-    done = pg.host("h1").run([sys.executable, "-c", textwrap.dedent(source), *args], timeout=180)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_json(pg.host("h1"), source, *args)
 
 
 SEND_BIG = r"""
@@ -205,36 +201,15 @@ def test_curl_and_openssl(book: Playground) -> None:
     assert handshake.returncode == 0 and "Verification: OK" in handshake.stdout, handshake.stderr
 
 
-RAW = r"""
-import json, socket, ssl, sys
-steps = json.loads(sys.argv[1])
-ctx = ssl.create_default_context()
-sock = socket.create_connection(("mail.example.com", 143), timeout=20)
-file = sock.makefile("rb")
-said = [file.readline().decode().rstrip()]
-for step in steps:
-    if step == "UPGRADE":
-        sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-        file = sock.makefile("rb")
-        continue
-    sock.sendall(step.encode())
-    said.append(file.readline().decode().rstrip())
-print(json.dumps(said))
-"""
-
-
 def test_logins_wait_for_tls_and_clear_text_behind_starttls_is_dropped(book: Playground) -> None:
-    said = python(
-        book,
-        RAW,
-        json.dumps(
-            [
-                "a LOGIN brandon abc123\r\n",
-                "b STARTTLS\r\nc LOGIN brandon abc123\r\n",
-                "UPGRADE",
-                "d CAPABILITY\r\n",
-            ]
-        ),
+    said = line_session(
+        book.host("h1"),
+        "mail.example.com",
+        143,
+        "a LOGIN brandon abc123\r\n",
+        "b STARTTLS\r\nc LOGIN brandon abc123\r\n",
+        "UPGRADE",
+        "d CAPABILITY\r\n",
     )
     assert "STARTTLS LOGINDISABLED" in said[0]
     assert said[1].startswith("a NO [PRIVACYREQUIRED]")

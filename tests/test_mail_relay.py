@@ -11,8 +11,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from _net import run_json
 from netplay import Playground
 from netplay.topology import loads
 
@@ -80,11 +79,7 @@ def relay(shared_playground: Playground) -> Playground:
 
 
 def submit(pg: Playground, marker: str, *recipients: str) -> Any:
-    done = pg.host("client").run(
-        [sys.executable, "-c", textwrap.dedent(SUBMIT), marker, *recipients], timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_json(pg.host("client"), SUBMIT, marker, *recipients)
 
 
 def mailbox(pg: Playground, host: str, user: str = "ann") -> Path:

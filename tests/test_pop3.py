@@ -7,21 +7,17 @@ deletes nothing, and a second session finds the maildrop locked.
 
 from __future__ import annotations
 
-import json
-import sys
-import textwrap
 import uuid
 from typing import Any
 
+from _net import line_session, run_json
 from netplay import Playground
 
 NAT = "10.25.1.65"
 
 
 def python(pg: Playground, source: str, *args: str) -> Any:
-    done = pg.host("h1").run([sys.executable, "-c", textwrap.dedent(source), *args], timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_json(pg.host("h1"), source, *args)
 
 
 SEND = r"""
@@ -104,26 +100,8 @@ print(json.dumps(subjects))
     assert "Subject: Welcome to the playground" in python(book, listing)
 
 
-SESSION = r"""
-import json, socket, ssl, sys
-ctx = ssl.create_default_context()
-steps = json.loads(sys.argv[1])
-sock = socket.create_connection(("mail.example.com", 110), timeout=20)
-file = sock.makefile("rb")
-said = [file.readline().decode().rstrip()]
-for step in steps:
-    if step == "UPGRADE":
-        sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-        file = sock.makefile("rb")
-        continue
-    sock.sendall(step.encode())
-    said.append(file.readline().decode().rstrip())
-print(json.dumps(said))
-"""
-
-
 def session(pg: Playground, *steps: str) -> list[str]:
-    return python(pg, SESSION, json.dumps(list(steps)))  # type: ignore[no-any-return]
+    return line_session(pg.host("h1"), "mail.example.com", 110, *steps)
 
 
 def test_plain_text_logins_only_after_stls(book: Playground) -> None:

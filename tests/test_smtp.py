@@ -15,12 +15,12 @@ import os
 import random
 import signal
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from _net import run_json
 from netplay import Playground
 from netplay.testing import wait_for_service
 from netplay.topology import loads
@@ -31,10 +31,7 @@ ADDED_LINES = 4
 
 
 def python(pg: Playground, source: str, *args: str, host: str = "h1") -> Any:
-    """Run ``source`` in ``host``; it prints one JSON value, returned."""
-    done = pg.host(host).run([sys.executable, "-c", textwrap.dedent(source), *args], timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_json(pg.host(host), source, *args)
 
 
 def inbox(pg: Playground, user: str = "brandon", host: str = "mail") -> Path:
