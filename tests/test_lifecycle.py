@@ -135,10 +135,14 @@ def test_generated_topologies_route_end_to_end() -> None:
 
 
 def _reach(pg: Playground, pairs: list[tuple[int, int]], v4: str, v6: str) -> None:
-    """Host a pings host b by both families, ``v4``/``v6`` being b's network."""
+    """Host a pings host b by both families, ``v4``/``v6`` being b's network.
+
+    The first packet waits for neighbour discovery at every hop, and a lost
+    solicitation costs it a second: ping sends again each second until a
+    reply or the deadline (a CI run once lost the first over 250 hops)."""
     for a, b in pairs:
         for net in (ip_network(v4), ip_network(v6)):
-            reply = pg.host(f"h{a}").run(["ping", "-c", "1", "-W", "5", str(net[b])])
+            reply = pg.host(f"h{a}").run(["ping", "-c", "1", "-w", "10", str(net[b])])
             assert reply.returncode == 0, f"h{a} -> h{b}: {reply.stdout}{reply.stderr}"
 
 
