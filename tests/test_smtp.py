@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from _net import run_json
 from netplay import Playground
+from netplay.services.engines.smtp import with_enhanced_code
 from netplay.testing import wait_for_service
 from netplay.topology import loads
 
@@ -310,6 +312,120 @@ print(json.dumps({"codes": codes, "big": big}))
     said = python(book, many)
     assert said["codes"] == [250] * 1000 + [452]
     assert said["big"] == 552  # 10.3 MB: over SIZE 10240000
+
+
+#: RFC 2034: with ENHANCEDSTATUSCODES, every reply but the greeting and EHLO's or HELO's
+#: carries an enhanced status code (RFC 3463) after its reply code; 354 and AUTH's 334
+#: challenges have none, as in Postfix
+ENHANCED = re.compile(r"\d{3}[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+UNCODED = ("250-", "250 mail.example.com", "354 ", "334 ")
+PLAIN = base64.b64encode(b"\0brandon\0abc123").decode()
+#: sessions full of mistakes, each step with the start of the answer it must get
+MISTAKES: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {
+    (25, ""): (
+        ("\r\n", "500 5.5.2"),  # an empty line
+        ("MAIL FROM:<a@h1.example.com>\r\n", "503 5.5.1"),  # before EHLO
+        ("HELO\r\n", "501 5.5.4"),
+        ("EHLO h1\r\n", "250-"),
+        ("RCPT TO:<brandon@example.com>\r\n", "503 5.5.1"),  # before MAIL
+        ("DATA\r\n", "503 5.5.1"),
+        ("MAIL TO:<a@h1.example.com>\r\n", "501 5.5.4"),
+        ("MAIL FROM:\r\n", "501 5.5.4"),
+        ("MAIL FROM:<a@h1.example.com> BODY=9BIT\r\n", "501 5.5.4"),
+        ("MAIL FROM:<a@h1.example.com> SMTPUTF8=YES\r\n", "501 5.5.4"),
+        ("MAIL FROM:<a@h1.example.com> SIZE=20000000\r\n", "552 5.3.4"),
+        ("MAIL FROM:<a@h1.example.com> COLOUR=RED\r\n", "555 5.5.4"),
+        ("MAIL FROM:<a@h1.example.com>\r\n", "250 2.1.0"),
+        ("MAIL FROM:<b@h1.example.com>\r\n", "503 5.5.1"),  # nested
+        ("RCPT TO:\r\n", "501 5.5.4"),
+        ("RCPT TO:<brandon@example.com> NOTIFY=NEVER\r\n", "555 5.5.4"),
+        ("DATA\r\n", "503 5.5.1"),  # no recipient yet
+        ("RCPT TO:<brandon@example.com>\r\n", "250 2.1.5"),
+        ("DATA now\r\n", "501 5.5.4"),
+        ("DATA\r\n", "354 "),
+        ("Subject: x\r\n\r\n" + "y" * 2000 + "\r\n.\r\n", "500 5.5.0"),  # a line over 1,000
+        ("NOOP " + "n" * 600 + "\r\n", "500 5.5.0"),  # a command over 512 bytes
+        ("NOOP " + "n" * 5000 + "\r\n", "500 5.5.0"),  # and over the reader's limit
+        ("BOGUS\r\n", "500 5.5.2"),
+        ("EXPN staff\r\n", "502 5.5.1"),
+        ("VRFY\r\n", "501 5.5.4"),
+        ("VRFY <@>\r\n", "502 5.1.3"),
+        ("VRFY brandon\r\n", "252 2.0.0"),
+        ("HELP\r\n", "250 2.0.0"),
+        ("HELP MAIL\r\n", "250 2.0.0"),
+        ("HELP BOGUS\r\n", "501 5.5.4"),
+        ("STARTTLS now\r\n", "501 5.5.4"),
+        ("AUTH PLAIN\r\n", "538 5.7.11"),  # not before TLS
+        ("NOOP\r\n", "250 2.0.0"),
+        ("RSET now\r\n", "501 5.5.4"),
+        ("RSET\r\n", "250 2.0.0"),
+        ("HELO h1\r\n", "250 mail.example.com"),
+        ("AUTH PLAIN\r\n", "500 5.5.2"),  # no AUTH after HELO
+        ("QUIT now\r\n", "501 5.5.4"),
+        ("QUIT\r\n", "221 2.0.0"),
+    ),
+    (587, ""): (
+        ("EHLO h1\r\n", "250-"),
+        ("MAIL FROM:<brandon@example.com>\r\n", "530 5.7.0"),  # STARTTLS first
+        ("STARTTLS\r\n", "220 2.0.0"),
+        ("STARTTLS-UPGRADE", ""),
+        ("MAIL FROM:<brandon@example.com>\r\n", "503 5.5.1"),  # EHLO again first
+        ("EHLO h1\r\n", "250-"),
+        ("HELP\r\n", "530 5.7.0"),  # AUTH first
+        ("AUTH\r\n", "501 5.5.4"),
+        ("AUTH PLAIN a b\r\n", "501 5.5.4"),
+        ("AUTH CRAM-MD5\r\n", "504 5.5.4"),
+        ("AUTH LOGIN\r\n", "334 "),
+        ("*\r\n", "501 5.7.0"),  # the client gives up
+        (f"AUTH PLAIN {PLAIN}\r\n", "235 2.7.0"),
+        (f"AUTH PLAIN {PLAIN}\r\n", "503 5.5.1"),
+        ("QUIT\r\n", "221 2.0.0"),
+    ),
+    (465, "implicit"): (
+        ("EHLO h1\r\n", "250-"),
+        ("STARTTLS\r\n", "454 4.7.0"),  # TLS already
+        ("QUIT\r\n", "221 2.0.0"),
+    ),
+}
+
+
+def test_every_answer_but_the_greeting_ehlo_and_354_has_an_enhanced_status_code(
+    book: Playground,
+) -> None:
+    wrong = []
+    for (port, tls), steps in MISTAKES.items():
+        said = session(book, port, *(step for step, _ in steps), tls=tls)
+        assert said[0] == ["220 mail.example.com ESMTP netplay"]
+        answers = iter(said[1:])
+        for step, expected in steps:
+            if step == "STARTTLS-UPGRADE":
+                continue
+            answer = next(answers)
+            coded = expected.startswith(UNCODED) or all(ENHANCED.match(line) for line in answer)
+            if not answer[0].startswith(expected) or not coded:
+                wrong.append(f"port {port}: {step[:40]!r} answered {answer}, not {expected!r}")
+        assert next(answers, None) is None
+    assert wrong == []
+
+
+def test_aiosmtpd_replies_no_session_reaches_get_their_codes_too() -> None:
+    host = "mail.example.com"
+    for reply, coded in (
+        ("552 Error: Too much mail data", "552 5.3.4 Error: Too much mail data"),
+        ("500 Error: (OSError) disk full", "500 5.5.2 Error: (OSError) disk full"),
+        ("250 OK", "250 2.0.0 OK"),
+        ("221 Bye", "221 2.0.0 Bye"),
+        ("554 Command refused due to lack of security", "554 5.0.0 Command refused"),
+        ("421 4.7.0 NOOP sent too many times", "421 4.7.0 NOOP sent too many times"),
+        ("235 2.7.0 Authentication successful", "235 2.7.0 Authentication successful"),
+        (f"220 {host} ESMTP netplay", f"220 {host} ESMTP netplay"),  # the greeting
+        (f"250 {host}", f"250 {host}"),  # HELO's
+        (f"250-{host}", f"250-{host}"),  # and EHLO's
+        ("250 HELP", "250 HELP"),
+        ("354 End data with <CR><LF>.<CR><LF>", "354 End data with <CR><LF>.<CR><LF>"),
+        ("334 VXNlcm5hbWU6", "334 VXNlcm5hbWU6"),
+    ):
+        assert with_enhanced_code(reply, host).startswith(coded), reply
 
 
 def test_the_store_holds_the_samples_and_no_password(book: Playground) -> None:

@@ -7,7 +7,9 @@ RFC 8314).  Which port is which is the ``submission`` and ``tls`` options'
 to say.  The conversation is Postfix's: a greeting and EHLO naming the
 host, SIZE, 8BITMIME, SMTPUTF8, PIPELINING, ENHANCEDSTATUSCODES, STARTTLS
 with the host's certificate, AUTH only after TLS and only on submission
-ports, and ``250 2.0.0 Ok: queued as ID`` at the end of DATA.
+ports, and ``250 2.0.0 Ok: queued as ID`` at the end of DATA.  Every reply
+but the greeting, EHLO's and HELO's, 334 and 354 has an enhanced status code
+(RFC 2034), aiosmtpd's own replies too (:func:`with_enhanced_code`).
 
 Where mail goes (:class:`Handler`): a recipient in one of the host's mail
 domains (:func:`netplay.mail.mail_domains`) is delivered to that user's
@@ -74,6 +76,27 @@ RETRY_S = 5.0  # the first retry of mail for another domain; it doubles each tim
 MAX_BACKOFF_S = 300.0
 QUEUE_LIFETIME_S = 86_400.0  # then it is bounced (Postfix keeps trying for 5 days)
 BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+#: the enhanced status code (RFC 3463, RFC 5248) of each reply aiosmtpd 1.4.6 writes
+#: without one on our configuration, by how the reply starts (the first that does);
+#: Postfix's code where Postfix has the reply
+ENHANCED_CODES = (
+    ("220 ", "2.0.0"),  # Ready to start TLS
+    ("221 ", "2.0.0"),  # Bye
+    ("250 ", "2.0.0"),  # OK, and HELP's answers
+    ("454 ", "4.7.0"),  # TLS not available (STARTTLS on the implicit TLS port)
+    ("500 Command line too long", "5.5.0"),
+    ("500 Line too long", "5.5.0"),  # a message line over 1,000 bytes
+    ("500 ", "5.5.2"),  # bad syntax, command not recognized, an exception's text
+    ("501 ", "5.5.4"),  # Syntax: ..., bad MAIL parameters, AUTH's arguments, HELP's
+    ("502 Could not VRFY", "5.1.3"),  # an address that does not parse
+    ("502 ", "5.5.1"),  # EXPN not implemented
+    ("503 ", "5.5.1"),  # send HELO first, need MAIL, need RCPT, nested MAIL, AUTH again
+    ("530 ", "5.7.0"),  # Must issue a STARTTLS command first
+    ("552 ", "5.3.4"),  # SIZE over the limit, too much mail data
+    ("555 ", "5.5.4"),  # MAIL or RCPT parameters not recognized
+)
+REPLY = re.compile(r"[2-5]\d\d ")
+CODED = re.compile(r"[2-5]\d\d [2-5]\.\d{1,3}\.\d{1,3}( |$)")
 
 
 def _sender(address: str) -> str:
@@ -84,6 +107,22 @@ def _sender(address: str) -> str:
 def _split(address: str) -> tuple[str, str]:
     local, _, domain = address.rpartition("@")
     return local, domain.lower().rstrip(".")
+
+
+def with_enhanced_code(reply: str, hostname: str) -> str:
+    """``reply`` with an enhanced status code after its reply code if it has none: the
+    one :data:`ENHANCED_CODES` gives, else X.0.0 of its class.  The greeting and the
+    answers to EHLO (its continuation lines, ``250 HELP``) and HELO keep none, as RFC
+    2034 says, and so do AUTH's 334 and DATA's 354, as in Postfix."""
+    if not REPLY.match(reply) or CODED.match(reply):
+        return reply
+    if reply.startswith(("334 ", "354 ", f"220 {hostname} ")) or reply in (
+        f"250 {hostname}",
+        "250 HELP",
+    ):
+        return reply
+    code = next((c for start, c in ENHANCED_CODES if reply.startswith(start)), f"{reply[0]}.0.0")
+    return f"{reply[:4]}{code} {reply[4:]}"
 
 
 class Handler:
@@ -415,6 +454,17 @@ def _session_class() -> type:
                 self.connections.discard(self)
                 self.held = False
             super().connection_lost(error)
+
+        async def push(self, status: Any) -> None:
+            """Every reply, with its enhanced status code.  Handler hooks word only the
+            answers to commands that are taken; aiosmtpd writes every refusal (syntax,
+            order, limits, STARTTLS, AUTH's arguments, HELP, EXPN) as a literal in its
+            ``smtp_*`` methods, with no hook.  All of them pass through ``push`` (public,
+            documented), so the code is added here, once, instead of in copies of
+            those methods.  Bytes are only AUTH's 334 challenges: passed as they are."""
+            if isinstance(status, str):
+                status = with_enhanced_code(status, self.hostname)
+            await super().push(status)
 
         def _reset_timeout(self, duration: float | None = None) -> None:
             super()._reset_timeout(duration)  # a command was taken (aiosmtpd 1.4.6)
