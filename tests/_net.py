@@ -110,8 +110,15 @@ def run_json(host: Host, script: str, *args: object, timeout: float = 180) -> An
     return json.loads(done.stdout.splitlines()[-1])
 
 
+TLS_FAILED = "TLS failed"  # said where an UPGRADE's handshake fails, and the session ends
 LINE_SESSION = r"""
 import json, socket, ssl, sys
+TLS_FAILED, tagged = sys.argv[4], sys.argv[5] == "tagged"
+def reply():
+    lines = [file.readline().decode().rstrip()]
+    while tagged and lines[-1].startswith("* "):  # IMAP: up to the tagged line
+        lines.append(file.readline().decode().rstrip())
+    return "\n".join(lines)
 name, port, steps = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 ctx = ssl.create_default_context()
 sock = socket.create_connection((name, port), timeout=20)
@@ -119,18 +126,25 @@ file = sock.makefile("rb")
 said = [file.readline().decode().rstrip()]
 for step in steps:
     if step == "UPGRADE":
-        sock = ctx.wrap_socket(sock, server_hostname=name)
+        try:
+            sock = ctx.wrap_socket(sock, server_hostname=name)
+        except (ssl.SSLError, OSError) as exc:
+            said.append(f"{TLS_FAILED}: {exc}")
+            break
         file = sock.makefile("rb")
         continue
     sock.sendall(step.encode())
-    said.append(file.readline().decode().rstrip())
+    said.append(reply())
 print(json.dumps(said))
 """
 
 
-def line_session(host: Host, name: str, port: int, *steps: str) -> list[str]:
+def line_session(host: Host, name: str, port: int, *steps: str, tagged: bool = False) -> list[str]:
     """A raw conversation with a line protocol from ``host``: the greeting, then each
-    step's bytes sent and one line read back (a step of UPGRADE starts TLS, the
-    certificate verified for ``name``)."""
-    said = run_json(host, LINE_SESSION, name, port, json.dumps(list(steps)))
+    step's bytes sent and one line read back, or with ``tagged`` (IMAP) the lines
+    up to the first that is not untagged (``* ``), joined by newlines.  A step of
+    UPGRADE starts TLS, the certificate verified for ``name``; if that fails, the
+    last line says :data:`TLS_FAILED` and why."""
+    mode = "tagged" if tagged else "lines"
+    said = run_json(host, LINE_SESSION, name, port, json.dumps(list(steps)), TLS_FAILED, mode)
     return [str(line) for line in said]

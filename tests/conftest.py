@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _mail import mail_engine
 from netplay import Playground
 
 with warnings.catch_warnings():
@@ -54,3 +55,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if os.environ.get("NETPLAY_NO_SKIPS") and report.skipped:
         report.outcome = "failed"
         report.longrepr = f"skipped where nothing may be (NETPLAY_NO_SKIPS): {report.longrepr}"
+
+
+@pytest.fixture(params=[mail_engine("builtin"), mail_engine("dovecot")])
+def mail(request: pytest.FixtureRequest, shared_playground: Playground) -> Playground:
+    """The book with its mail host's pop3 and imap served by each engine in turn
+    (netplay's own, then Dovecot's): tests of them that RFC 1939 and 3501 decide
+    take this, so that both engines must pass them."""
+    assert shared_playground.topology.name == "book"
+    return shared_playground

@@ -77,11 +77,19 @@ client = ["{CLIENT}/24", "fd6e:7000:99::2/64"]
     )
 
 
+#: every engine that can run here, as this user (Dovecot's needs root and Dovecot)
 ENGINES = [
     pytest.param(kind, engine, marks=pytest.mark.netplay_topology(declaration(kind, engine)))
     for kind in sorted(registered())
-    for engine in registered()[kind]
+    for engine, found in registered()[kind].items()
+    if found.unavailable() is None
 ]
+UNAVAILABLE = {
+    (kind, engine): why
+    for kind in sorted(registered())
+    for engine, found in registered()[kind].items()
+    if (why := found.unavailable()) is not None
+}
 parametrize = pytest.mark.parametrize(("kind", "engine"), ENGINES)
 
 
@@ -178,6 +186,25 @@ def test_nothing_is_left_after_down(playground_factory: Any, kind: str, engine: 
     assert _in_network_namespace(server_net) == []
     assert not any(path.exists() for path in files)
     assert pg.name not in Playground.names()
+
+
+def test_an_engine_that_cannot_run_here_is_refused_in_one_sentence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An engine this machine or user cannot run (rootless, Dovecot's; or a daemon
+    not installed) is refused before anything is built, saying what to do."""
+    if os.environ.get("NETPLAY_NO_SKIPS") and os.geteuid() == 0:
+        assert UNAVAILABLE == {}, "CI installs every engine's daemon"
+    from netplay.services.engines import dovecot
+
+    monkeypatch.setattr(dovecot, "DOVECOT", "/nonexistent/dovecot")
+    refused = {**UNAVAILABLE, ("imap", "dovecot"): "apt-get install dovecot-imapd"}
+    for (kind, engine), why in refused.items():
+        with pytest.raises(TopologyError) as caught:
+            Playground.up(declaration(kind, engine), name="conformance-bad")
+        assert caught.value.field == "hosts.server.services[0].engine"
+        assert why in str(caught.value) and str(caught.value).count(". ") == 0
+    assert "conformance-bad" not in Playground.names()
 
 
 def _in_network_namespace(inode: int) -> list[int]:

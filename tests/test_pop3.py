@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from _net import line_session, run_json
+from _net import TLS_FAILED, line_session, run_json
 from netplay import Playground
 
 NAT = "10.25.1.65"
@@ -65,11 +65,11 @@ print(json.dumps(result))
 
 
 def test_poplib_reads_what_smtplib_sent_byte_for_byte_and_deletes_at_quit(
-    book: Playground,
+    mail: Playground,
 ) -> None:
     marker = uuid.uuid4().hex
-    raw = python(book, SEND, marker, "200")
-    first = python(book, READ, marker, "stls", "keep")
+    raw = python(mail, SEND, marker, "200")
+    first = python(mail, READ, marker, "stls", "keep")
     assert first["uids"] == first["count"] and len(first["found"]) == 1
     received = first["message"].encode()
     # the server put Return-Path and Received in front; the rest is what was sent
@@ -77,15 +77,15 @@ def test_poplib_reads_what_smtplib_sent_byte_for_byte_and_deletes_at_quit(
     assert received.startswith(b"Return-Path: <alice@h1.example.com>\r\nReceived: from ")
     assert f"[{NAT}]" in first["message"]
     assert first["top"][-1] == "" and f"Subject: {marker}" in first["top"]  # headers only
-    second = python(book, READ, marker, "ssl", "abort")  # marked, then cut off
+    second = python(mail, READ, marker, "ssl", "abort")  # marked, then cut off
     assert second["found"] == first["found"]
-    deleting = python(book, READ, marker, "ssl", "delete")
+    deleting = python(mail, READ, marker, "ssl", "delete")
     assert deleting["found"] == first["found"]
-    after = python(book, READ, marker, "stls", "keep")
+    after = python(mail, READ, marker, "stls", "keep")
     assert after["found"] == [] and after["count"] == first["count"] - 1
 
 
-def test_the_sample_mailbox_is_there(book: Playground) -> None:
+def test_the_sample_mailbox_is_there(mail: Playground) -> None:
     listing = r"""
 import json, poplib, ssl
 pop = poplib.POP3_SSL("mail.example.com", 995, context=ssl.create_default_context(), timeout=30)
@@ -97,28 +97,30 @@ for number in range(1, pop.stat()[0] + 1):
 pop.quit()
 print(json.dumps(subjects))
 """
-    assert "Subject: Welcome to the playground" in python(book, listing)
+    assert "Subject: Welcome to the playground" in python(mail, listing)
 
 
 def session(pg: Playground, *steps: str) -> list[str]:
     return line_session(pg.host("h1"), "mail.example.com", 110, *steps)
 
 
-def test_plain_text_logins_only_after_stls(book: Playground) -> None:
-    said = session(book, "USER brandon\r\n", "STLS\r\n", "UPGRADE", "USER brandon\r\n")
-    assert said[0] == "+OK POP3 server ready"
+def test_plain_text_logins_only_after_stls(mail: Playground) -> None:
+    said = session(mail, "USER brandon\r\n", "STLS\r\n", "UPGRADE", "USER brandon\r\n")
+    assert said[0].startswith("+OK ")  # the greeting's text is the server's own
     assert said[1].startswith("-ERR [AUTH] Plaintext authentication disallowed")
     assert said[2:] == ["+OK Begin TLS negotiation now.", "+OK"]
 
 
-def test_stls_with_commands_sent_in_clear_behind_it(book: Playground) -> None:
-    """A man in the middle's commands, sent in clear with STLS, must not run over TLS."""
-    said = session(book, "STLS\r\nUSER mallory\r\n", "UPGRADE", "PASS x\r\n")
+def test_stls_with_commands_sent_in_clear_behind_it(mail: Playground) -> None:
+    """A man in the middle's commands, sent in clear with STLS, must not run over TLS:
+    netplay drops them (the PASS after the handshake has no USER before it);
+    Dovecot takes them for the start of the handshake, which fails."""
+    said = session(mail, "STLS\r\nUSER mallory\r\n", "UPGRADE", "PASS x\r\n")
     assert said[1] == "+OK Begin TLS negotiation now."
-    assert said[2] == "-ERR No user name given (USER first)."
+    assert said[2] == "-ERR No user name given (USER first)." or said[2].startswith(TLS_FAILED)
 
 
-def test_wrong_password_and_the_maildrop_lock(book: Playground) -> None:
+def test_wrong_password_and_the_maildrop_lock(mail: Playground) -> None:
     lock = r"""
 import json, poplib, ssl
 ctx = ssl.create_default_context()
@@ -142,27 +144,27 @@ first.quit()
 third = connect(); third.user("brandon"); third.pass_("abc123"); third.quit()
 print(json.dumps({"refused": refused, "locked": locked}))
 """
-    said = python(book, lock)
+    said = python(mail, lock)
     assert said == {
         "refused": "-ERR [AUTH] Authentication failed.",
         "locked": "-ERR [IN-USE] Mailbox is locked by another POP3 session.",
     }
 
 
-def test_curl_reads_over_stls_and_implicit_tls_and_openssl_verifies(book: Playground) -> None:
+def test_curl_reads_over_stls_and_implicit_tls_and_openssl_verifies(mail: Playground) -> None:
     for url in ("pop3://mail.example.com/1", "pop3s://mail.example.com/1"):
-        got = book.host("h1").run(
+        got = mail.host("h1").run(
             ["curl", "-sS", "--ssl-reqd", "--user", "brandon:abc123", url, "--max-time", "20"],
             timeout=30,
         )
         assert got.returncode == 0, f"{url}: {got.stderr}"
         assert "Subject: " in got.stdout
-    listing = book.host("h1").run(
+    listing = mail.host("h1").run(
         ["curl", "-sS", "--ssl-reqd", "--user", "brandon:abc123", "pop3://mail.example.com/"],
         timeout=30,
     )
     assert listing.returncode == 0 and listing.stdout.startswith("1 "), listing.stderr
-    handshake = book.host("h1").run(
+    handshake = mail.host("h1").run(
         ["openssl", "s_client", "-starttls", "pop3", "-connect", "mail.example.com:110",
          "-verify_return_error", "-verify_hostname", "mail.example.com"],
         input="QUIT\r\n",

@@ -114,8 +114,17 @@ class Engine:
     def ports(self, ctx: Context) -> tuple[int, ...]:
         return ctx.service.ports or self.default_ports
 
+    def unavailable(self) -> str | None:
+        """Why it cannot run on this machine, as this user (a daemon that is not
+        installed, a need of root), in one sentence saying what to do; None if it can."""
+        return None
+
     def check(self, ctx: Context, where: str) -> None:
-        """Raise TopologyError for options it cannot use (before anything is built)."""
+        """Raise TopologyError for options it cannot use, or if it cannot run here
+        (before anything is built)."""
+        why = self.unavailable()
+        if why is not None:
+            raise TopologyError(why, field=f"{where}.engine")
         for key, value in ctx.service.options.items():
             wanted = COMMON_OPTIONS.get(key) or self.options.get(key)
             if wanted is None:
