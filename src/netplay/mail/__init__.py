@@ -7,7 +7,16 @@ own data directory (kept across ``down``, removed by ``down --purge``).
 """
 
 from netplay.mail._domains import mail_domains
-from netplay.mail._index import FLAG_LETTERS, Folder, Stored, base_name
+from netplay.mail._index import (
+    FLAG_LETTERS,
+    MAX_KEYWORD_LENGTH,
+    Folder,
+    Stored,
+    TooManyKeywords,
+    base_name,
+    is_keyword,
+    read_keywords,
+)
 from netplay.mail._maildir import MAIL_DIR, Maildir, MailStore
 from netplay.mail._queue import QUEUE_DIR, Queue, Queued
 from netplay.mail._relay import Failure, bounce, deliver, exchanges
@@ -16,6 +25,7 @@ from netplay.mail._sample import sample_messages
 __all__ = [
     "FLAG_LETTERS",
     "MAIL_DIR",
+    "MAX_KEYWORD_LENGTH",
     "QUEUE_DIR",
     "Failure",
     "Folder",
@@ -24,10 +34,13 @@ __all__ = [
     "Queue",
     "Queued",
     "Stored",
+    "TooManyKeywords",
     "base_name",
     "bounce",
     "deliver",
     "exchanges",
+    "is_keyword",
     "mail_domains",
+    "read_keywords",
     "sample_messages",
 ]

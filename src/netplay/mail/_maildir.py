@@ -6,8 +6,9 @@ half-written: it is written under ``tmp/``, fsynced, renamed into ``new/``,
 and ``new/`` is fsynced, before :meth:`Maildir.deliver` returns (and only
 then does SMTP say 250).  A file's name is unique to this delivery
 (``TIME.M<usec>P<pid>Q<count>.HOST,S=SIZE``, Dovecot's form, ``S=`` being
-its size) and its flags, once a client has seen it, follow ``:2,`` in
-``cur/``.  A reader lists ``new/`` and ``cur/`` and never ``tmp/``.
+its size) and its flags follow ``:2,``: in ``cur/`` once a client has seen
+it, in ``new/`` already if IMAP's APPEND or COPY gave it some.  A reader
+lists ``new/`` and ``cur/`` and never ``tmp/``.
 
 The layout, under the host's data directory::
 
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from netplay.mail._files import fsync_dir, locked, write_new
-from netplay.mail._index import Folder
+from netplay.mail._index import INFO, Folder, read_keywords
 from netplay.topology import Topology, User
 
 MAIL_DIR = "mail"
@@ -84,15 +85,53 @@ class Maildir:
         fsync_dir(path.parent)
         return True
 
-    def deliver(self, message: bytes, folder: str = INBOX) -> str:
-        """Write ``message`` durably into ``folder``'s ``new/``; its file name."""
+    def deliver(
+        self, message: bytes, folder: str = INBOX, *, letters: str = "", when: float | None = None
+    ) -> str:
+        """Write ``message`` durably into ``folder``'s ``new/``, with the flag
+        ``letters`` (:meth:`Folder.letters`: an APPEND's or a COPY's flags, in new/
+        so that the message is \\Recent all the same) and the mtime ``when`` (its
+        IMAP INTERNALDATE); its base name (its file's name without the flags)."""
         path = self.folder(folder)
         name = _unique(len(message))
         temporary = path / "tmp" / name
         write_new(temporary, message)
-        os.rename(temporary, path / "new" / name)
+        if when is not None:
+            os.utime(temporary, (when, when))
+        os.rename(temporary, path / "new" / (f"{name}{INFO}{letters}" if letters else name))
         fsync_dir(path / "new")
         return name
+
+    def rename_inbox(self, name: str) -> None:
+        """RENAME INBOX (RFC 3501 6.3.5): make folder ``name`` and move every message
+        of INBOX into it, each in new/ or cur/ as it was (its flags and \\Recent go
+        with it) and INBOX's keywords with them (the letters in the file names are to
+        mean the same there).  INBOX is left empty, its folders where they are.
+        FileExistsError if folder ``name`` exists."""
+        if not self.make(name):
+            raise FileExistsError(name)
+        inbox, target = self.index(), self.index(name)
+        with inbox.locked():
+            with target.locked():
+                target.keywords = read_keywords(inbox.path)
+                if target.keywords:
+                    target.write_keywords()
+            for _attempt in range(3):  # a message renamed (flags) as we go: once more
+                missed = False
+                for sub in ("new", "cur"):
+                    with os.scandir(inbox.path / sub) as entries:
+                        for entry in entries:
+                            if entry.name.startswith("."):
+                                continue
+                            try:
+                                os.rename(entry.path, target.path / sub / entry.name)
+                            except FileNotFoundError:
+                                missed = True
+                if not missed:
+                    break
+            for folder in (inbox, target):
+                for sub in ("new", "cur"):
+                    fsync_dir(folder.path / sub)
 
     def messages(self, folder: str = INBOX) -> Iterator[Path]:
         """The files of ``folder``'s messages (new and seen), oldest name first."""

@@ -322,6 +322,8 @@ class Candidate:
     internaldate: dt.datetime
     size: int
     read: Callable[[], bytes]  # its bytes, read only if a key needs them
+    keywords: frozenset[str] = frozenset()
+    recent: bool = False  # \Recent in the session that searches
 
 
 def _decoded(value: str) -> str:
@@ -408,13 +410,16 @@ class Search:
             return lambda c: (flag in c.flags) == wanted
         if name == "ALL":
             return lambda c: True
-        if name in ("NEW", "RECENT"):  # no \Recent here: no message is recent
-            return lambda c: False
+        if name == "RECENT":
+            return lambda c: c.recent
+        if name == "NEW":
+            return lambda c: c.recent and "\\Seen" not in c.flags
         if name == "OLD":
-            return lambda c: True
+            return lambda c: not c.recent
         if name in ("KEYWORD", "UNKEYWORD"):
-            self._next(keys, name)  # keywords are not kept: none is set
-            return lambda c: name == "UNKEYWORD"
+            keyword = _text(self._next(keys, name)).lower()  # keywords know no case here
+            wanted = name == "KEYWORD"
+            return lambda c: any(k.lower() == keyword for k in c.keywords) == wanted
         if name == "NOT":
             inner = self._one(self._next(keys, name), keys)
             return lambda c: not inner(c)

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from netplay.services.engines._imap_words import (
     IDLE_POLL_S,
-    SYSTEM_FLAGS,
     Bad,
     No,
+    flag_list,
+    flags_lines,
     mailbox_name,
+    parse_flags,
     text_of,
 )
 
@@ -53,6 +55,7 @@ class SelectedCommands:
     view: list[Stored]  # the selected folder as this client knows it
     folder: Folder | None
     readonly: bool
+    announced: tuple[str, ...]  # the keywords the client was told of (FLAGS)
     maildir: Maildir | None
     conn: Any
     idle: float
@@ -87,6 +90,25 @@ class SelectedCommands:
             raise Bad("No such message.")
         return sorted(n - 1 for n in wanted)
 
+    def _recent(self, message: Stored) -> bool:
+        return self.folder is not None and message.uid in self.folder.recent
+
+    def _flags(self, message: Stored) -> str:
+        return flag_list(message, self._recent(message))
+
+    def _keywords_news(self) -> bytes:
+        """FLAGS and PERMANENTFLAGS again if the folder's keywords are no longer those
+        the client was told of (RFC 3501 7.2.6), before a FETCH shows a new one."""
+        from netplay.protocols.imap import untagged
+
+        assert self.folder is not None
+        names = tuple(sorted(set(self.folder.keywords.values())))
+        if names == self.announced:
+            return b""
+        self.announced = names
+        lines = flags_lines(names, self.readonly, self.folder.full())
+        return b"".join(untagged(line) for line in lines)
+
     async def notify(self, expunges: bool) -> None:
         """Tell the client what other sessions changed in the selected folder."""
         from netplay.protocols.imap import untagged
@@ -96,7 +118,7 @@ class SelectedCommands:
             return
         now = await asyncio.get_running_loop().run_in_executor(None, self.folder.sync)
         current = {m.uid: m for m in now}
-        out = []
+        out = [self._keywords_news()]
         if expunges:
             for i in range(len(self.view) - 1, -1, -1):
                 if self.view[i].uid not in current:
@@ -104,15 +126,34 @@ class SelectedCommands:
                     del self.view[i]
         for i, known in enumerate(self.view):
             fresh = current.get(known.uid)
-            if fresh is not None and fresh.flags != known.flags:
-                self.view[i] = fresh
-                out.append(untagged(f"{i + 1} FETCH (FLAGS ({' '.join(sorted(fresh.flags))}))"))
+            if fresh is None or fresh == known:
+                continue
+            self.view[i] = fresh  # its file at least has moved: read it where it is now
+            if (fresh.flags, fresh.keywords) != (known.flags, known.keywords):
+                out.append(untagged(f"{i + 1} FETCH (FLAGS {self._flags(fresh)})"))
         last = self.view[-1].uid if self.view else 0
         new = [m for m in now if m.uid > last]
         if new:
             self.view.extend(new)
-            out.append(untagged(f"{len(self.view)} EXISTS"))
+            recent = sum(self._recent(m) for m in self.view)
+            out.append(untagged(f"{len(self.view)} EXISTS") + untagged(f"{recent} RECENT"))
         await self.write(b"".join(out))
+
+    def _stat(self, message: Stored) -> tuple[Path, os.stat_result] | None:
+        """The message's file now and its stat: where the view has it, or where another
+        session's rename (flags, or out of new/) took it; None if it is gone."""
+        from netplay.mail import base_name
+
+        assert self.folder is not None
+        path: Path | None = message.path
+        for _attempt in range(2):
+            if path is None:
+                break
+            try:
+                return path, path.stat()
+            except FileNotFoundError:
+                path = self.folder.locate(base_name(message.path.name))
+        return None
 
     async def cmd_CHECK(self, tag: str, args: list[Any], uid: bool) -> str:
         return "Check completed."
@@ -172,10 +213,10 @@ class SelectedCommands:
         def run() -> list[int]:
             found = []
             for i, message in enumerate(self.view):
-                try:
-                    info = message.path.stat()
-                except FileNotFoundError:
+                located = self._stat(message)
+                if located is None:
                     continue
+                path, info = located
                 candidate = Candidate(
                     number=i + 1,
                     uid=message.uid,
@@ -183,7 +224,9 @@ class SelectedCommands:
                     flags=message.flags,
                     internaldate=dt.datetime.fromtimestamp(info.st_mtime, dt.UTC),
                     size=info.st_size,
-                    read=message.path.read_bytes,
+                    read=path.read_bytes,
+                    keywords=message.keywords,
+                    recent=self._recent(message),
                 )
                 try:
                     if search.matches(candidate):
@@ -309,14 +352,12 @@ class SelectedCommands:
                     label += f"<{start}>"
                 parts.append(label.encode() + b" " + literal(content))
                 seen = seen or not peek
-        flags = message.flags
-        if seen and "\\Seen" not in flags and not self.readonly:
+        if seen and "\\Seen" not in message.flags and not self.readonly:
             assert self.folder is not None
             with contextlib.suppress(FileNotFoundError):
-                message = self.view[i] = self.folder.set_flags(message, flags | {"\\Seen"})
-                flags = message.flags
+                message = self.view[i] = self.folder.set_flags(message, message.flags | {"\\Seen"})
         if any(n.upper() == "FLAGS" for n in names) or seen:
-            parts.append(f"FLAGS ({' '.join(sorted(flags))})".encode())
+            parts.append(f"FLAGS {self._flags(message)}".encode())
         return b"* %d FETCH (" % (i + 1) + b" ".join(parts) + b")\r\n"
 
     async def cmd_STORE(self, tag: str, args: list[Any], uid: bool) -> str:
@@ -330,9 +371,12 @@ class SelectedCommands:
         if mode not in ("FLAGS", "+FLAGS", "-FLAGS") or silent not in ("", "SILENT"):
             raise Bad(f"{how} is not FLAGS, +FLAGS or -FLAGS[.SILENT]")
         given = args[2] if isinstance(args[2], list) else args[2:]
-        flags = {f for f in (text_of(f) for f in given) if f in SYSTEM_FLAGS}
+        flags, keywords = parse_flags(given)
         assert self.folder is not None
         folder = self.folder
+        loop = asyncio.get_running_loop()
+        if mode != "-FLAGS":  # new keywords named before any message has them, or none
+            await loop.run_in_executor(None, folder.letters, (), keywords)
         out = []
         for i in indexes:
             message = self.view[i]
@@ -341,17 +385,20 @@ class SelectedCommands:
                 "+FLAGS": message.flags | flags,
                 "-FLAGS": message.flags - flags,
             }[mode]
+            # keywords are told apart without regard to case, as the folder names them
+            given_names = {k.lower() for k in keywords}
+            kept = {k for k in message.keywords if k.lower() not in given_names}
+            wanted_keywords = {"FLAGS": keywords, "+FLAGS": kept | keywords, "-FLAGS": kept}[mode]
             try:
-                message = self.view[i] = await asyncio.get_running_loop().run_in_executor(
-                    None, folder.set_flags, message, wanted
+                message = self.view[i] = await loop.run_in_executor(
+                    None, folder.set_flags, message, wanted, wanted_keywords
                 )
             except FileNotFoundError:
                 continue  # expunged by another session
             if not silent:
                 uid_part = f" UID {message.uid}" if uid else ""
-                flag_text = " ".join(sorted(message.flags))
-                out.append(untagged(f"{i + 1} FETCH (FLAGS ({flag_text}){uid_part})"))
-        await self.write(b"".join(out))
+                out.append(untagged(f"{i + 1} FETCH (FLAGS {self._flags(message)}{uid_part})"))
+        await self.write(self._keywords_news() + b"".join(out))
         return "Store completed."
 
     async def _copy(self, args: list[Any], uid: bool) -> tuple[str, list[int]]:
@@ -367,21 +414,24 @@ class SelectedCommands:
 
         def copy() -> str:
             target = Folder(self._folder_path(name))
+            # the target has letters of its own: keywords are carried by name, and
+            # those new to it are named before anything is copied (or none is)
+            letters = {m.uid: target.letters(m.flags, m.keywords) for m in sources}
             made = []
             for message in sources:
+                found = self._stat(message)
                 try:
-                    data = message.path.read_bytes()
+                    data = found[0].read_bytes() if found else None
                 except FileNotFoundError:
-                    continue
-                made.append((message, maildir.deliver(data, name)))
+                    data = None
+                if found is None or data is None:
+                    continue  # expunged by another session
+                when = found[1].st_mtime
+                base = maildir.deliver(data, name, letters=letters[message.uid], when=when)
+                made.append((message, base))
             with target.locked():
                 by_name = {base_name(m.path.name): m for m in target.refresh()}
-                pairs = []
-                for message, file_name in made:
-                    stored = by_name[file_name]
-                    if message.flags:
-                        target.set_flags(stored, message.flags)
-                    pairs.append((message.uid, stored.uid))
+                pairs = [(message.uid, by_name[base].uid) for message, base in made]
             if not pairs:
                 return ""
             old = ",".join(str(a) for a, _b in pairs)

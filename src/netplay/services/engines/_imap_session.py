@@ -27,10 +27,11 @@ from netplay.services.engines._imap_words import (
     CHUNK,
     ERROR_SLEEP_S,
     SEPARATOR,
-    SYSTEM_FLAGS,
     Bad,
     No,
+    flags_lines,
     mailbox_name,
+    parse_flags,
     text_of,
 )
 
@@ -71,6 +72,7 @@ class Session(SelectedCommands):
         self.folder_name = ""
         self.readonly = False
         self.view: list[Stored] = []  # the selected folder as this client knows it
+        self.announced: tuple[str, ...] = ()  # the keywords the client was told of
         self.done = False
 
     def close(self) -> None:
@@ -117,6 +119,7 @@ class Session(SelectedCommands):
                 return
 
     async def command(self, cmd: Any) -> None:
+        from netplay.mail import TooManyKeywords
         from netplay.protocols.imap import tagged
 
         name = cmd.name
@@ -145,6 +148,8 @@ class Session(SelectedCommands):
             status, text = "BAD", str(exc)
         except (IndexError, ValueError) as exc:
             status, text = "BAD", f"bad arguments ({exc})"
+        except TooManyKeywords as exc:  # a STORE, APPEND, COPY or MOVE: nothing was done
+            status, text = "NO", f"[LIMIT] Too many keywords: {exc}."
         if self.folder is not None and name not in ("LOGOUT", "IDLE", "STARTTLS"):
             await self.notify(expunges=name not in ("FETCH", "STORE", "SEARCH"))
         if text is not None:
@@ -280,14 +285,15 @@ class Session(SelectedCommands):
         name = mailbox_name(args[0])
         if not self._exists(name):
             raise No("[NONEXISTENT] Mailbox doesn't exist.")
-        folder = Folder(self._folder_path(name))
+        # a read-write session takes what is in new/ as its \Recent: EXAMINE must not
+        folder = Folder(self._folder_path(name), claim_recent=not readonly)
         view = await asyncio.get_running_loop().run_in_executor(None, folder.sync)
         unseen = next((i + 1 for i, m in enumerate(view) if "\\Seen" not in m.flags), None)
+        keywords = tuple(sorted(set(folder.keywords.values())))
         lines = [
-            f"FLAGS ({' '.join(SYSTEM_FLAGS)})",
-            f"OK [PERMANENTFLAGS ({' '.join(SYSTEM_FLAGS)})] Flags permitted.",
+            *flags_lines(keywords, readonly, folder.full()),
             f"{len(view)} EXISTS",
-            "0 RECENT",
+            f"{sum(m.uid in folder.recent for m in view)} RECENT",
             f"OK [UIDVALIDITY {folder.uidvalidity}] UIDs valid",
             f"OK [UIDNEXT {folder.next_uid}] Predicted next UID",
         ]
@@ -295,6 +301,7 @@ class Session(SelectedCommands):
             lines.append(f"OK [UNSEEN {unseen}] First unseen.")
         await self.write(b"".join(untagged(line) for line in lines))
         self.folder, self.folder_name, self.view, self.readonly = folder, name, list(view), readonly
+        self.announced = keywords
         return f"[{'READ-ONLY' if readonly else 'READ-WRITE'}] Select completed."
 
     async def cmd_SELECT(self, tag: str, args: list[Any], uid: bool) -> str:
@@ -327,13 +334,18 @@ class Session(SelectedCommands):
 
     async def cmd_RENAME(self, tag: str, args: list[Any], uid: bool) -> str:
         old, new = mailbox_name(args[0]), mailbox_name(args[1])
-        if "INBOX" in (old, new):
-            raise No("[CANNOT] INBOX cannot be renamed here.")
         if not self._exists(old):
             raise No("[NONEXISTENT] Mailbox doesn't exist.")
-        if self._exists(new):
+        if new == "INBOX" or self._exists(new):
             raise No("[ALREADYEXISTS] Mailbox already exists.")
         assert self.maildir is not None
+        if old == "INBOX":  # RFC 3501 6.3.5: its messages move, INBOX and its folders stay
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, self.maildir.rename_inbox, new)
+            except FileExistsError:  # made by another session meanwhile
+                raise No("[ALREADYEXISTS] Mailbox already exists.") from None
+            return "Rename completed."
         for child in self._folders():
             if child == old or child.startswith(old + SEPARATOR):
                 os.rename(self._folder_path(child), self._folder_path(new + child[len(old) :]))
@@ -421,7 +433,7 @@ class Session(SelectedCommands):
         messages = await asyncio.get_running_loop().run_in_executor(None, folder.sync)
         values = {
             "MESSAGES": len(messages),
-            "RECENT": 0,
+            "RECENT": len(folder.recent),  # what is in new/: no session has taken it yet
             "UIDNEXT": folder.next_uid,
             "UIDVALIDITY": folder.uidvalidity,
             "UNSEEN": sum("\\Seen" not in m.flags for m in messages),
@@ -442,11 +454,12 @@ class Session(SelectedCommands):
         message = args[-1]
         if not isinstance(message, bytes):
             raise Bad("APPEND takes the message as a literal")
-        flags: list[str] = []
+        flags: frozenset[str] = frozenset()
+        keywords: frozenset[str] = frozenset()
         when: float | None = None
         for extra in args[1:-1]:
             if isinstance(extra, list):
-                flags = [text_of(f) for f in extra]
+                flags, keywords = parse_flags(extra)
             else:
                 when = _parse_date_time(text_of(extra))
         if not self._exists(name):
@@ -456,15 +469,11 @@ class Session(SelectedCommands):
 
         def append() -> tuple[int, int]:
             folder = Folder(self._folder_path(name))
-            file_name = maildir.deliver(message, name)
-            if when is not None:
-                path = self._folder_path(name) / "new" / file_name
-                os.utime(path, (when, when))
+            letters = folder.letters(flags, keywords)  # new keywords named first
+            base = maildir.deliver(message, name, letters=letters, when=when)
             with folder.locked():
                 for stored in folder.refresh():
-                    if base_name(stored.path.name) == file_name:
-                        if flags:
-                            folder.set_flags(stored, flags)
+                    if base_name(stored.path.name) == base:
                         return folder.uidvalidity, stored.uid
             raise No("the message vanished as it was appended")
 

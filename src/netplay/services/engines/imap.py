@@ -16,9 +16,14 @@ delivery wakes an idling client.
 Ports: 143 (STARTTLS offered; LOGIN and AUTHENTICATE wait for it,
 LOGINDISABLED says so) and 993 (implicit TLS).  Extensions: LITERAL+,
 SASL-IR, UIDPLUS (APPENDUID, COPYUID, UID EXPUNGE), MOVE, IDLE, NAMESPACE,
-ID, CHILDREN, UNSELECT.  Flags are the system flags a Maildir file name
-holds; keywords are not kept (PERMANENTFLAGS has no ``\\*``) and no message
-is \\Recent.
+ID, CHILDREN, UNSELECT.  Flags are the letters of a Maildir file name, as
+Dovecot keeps them: the system flags, and keywords named in the folder's
+``dovecot-keywords`` (26 at most, Maildir's letters a-z: a STORE, APPEND or
+COPY that would make a 27th gets ``NO [LIMIT]``; PERMANENTFLAGS has ``\\*``
+until then).  A message is \\Recent in the first read-write session that
+sees it, the one whose sync moves it out of ``new/`` (Dovecot's Maildir
+rule; EXAMINE moves nothing).  RENAME INBOX moves INBOX's messages into the
+new folder and leaves INBOX empty (RFC 3501 6.3.5).
 
 Hostile clients: the core limits lines, literals (an APPEND as large as
 SMTP takes) and bad commands; a client idle for ``idle_timeout`` seconds
