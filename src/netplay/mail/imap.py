@@ -150,11 +150,13 @@ def envelope(part: Part) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-def _params(fields: EmailMessage, header: str = "content-type") -> bytes:
+def _params(fields: EmailMessage, header: str = "content-type", default: bytes = b"NIL") -> bytes:
+    """A header's parameters, or ``default`` if it has none (text's is RFC 2045's
+    charset, US-ASCII, as Dovecot says it)."""
     params = fields.get_params(header=header) or []
     pairs = [(k, v) for k, v in params[1:]]
     if not pairs:
-        return b"NIL"
+        return default
     out = []
     for key, value in pairs:
         text = email.utils.collapse_rfc2231_value(value) if isinstance(value, tuple) else value
@@ -171,7 +173,9 @@ def _disposition(fields: EmailMessage) -> bytes:
 
 
 def _lines(data: bytes) -> int:
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    """A body's size in text lines, as Dovecot and Cyrus count them: its line ends
+    (a part's last CRLF belongs to the boundary after it, RFC 2046 5.1.1)."""
+    return data.count(b"\n")
 
 
 def bodystructure(part: Part, extensible: bool = True) -> bytes:
@@ -191,7 +195,7 @@ def bodystructure(part: Part, extensible: bool = True) -> bytes:
     items = [
         astring(maintype),
         astring(subtype),
-        _params(fields) if fields.get("Content-Type") else b'("CHARSET" "US-ASCII")',
+        _params(fields, default=b'("CHARSET" "US-ASCII")' if maintype == "TEXT" else b"NIL"),
         nstring(_raw(fields, "Content-ID")),
         nstring(_raw(fields, "Content-Description")),
         astring(encoding),
