@@ -54,6 +54,16 @@ if command -v dpkg-query >/dev/null; then
         # shellcheck disable=SC2086 # one word per package
         $as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        # Dovecot's package starts the machine's own Dovecot where services start on
+        # install; netplay runs one per mail host and never that one: stop it
+        case "$missing " in
+            *" dovecot-"*)
+                if command -v systemctl >/dev/null && systemctl is-enabled --quiet dovecot 2>/dev/null; then
+                    $as_root systemctl disable --now --quiet dovecot
+                    echo "stopped and disabled the machine's own dovecot service (netplay runs its own per mail host)"
+                fi
+                ;;
+        esac
     fi
 else
     echo "not a Debian or Ubuntu system: make sure these are installed: $packages"

@@ -197,13 +197,16 @@ def test_an_engine_that_cannot_run_here_is_refused_in_one_sentence(
         assert UNAVAILABLE == {}, "CI installs every engine's daemon"
     from netplay.services.engines import dovecot
 
-    monkeypatch.setattr(dovecot, "DOVECOT", "/nonexistent/dovecot")
-    refused = {**UNAVAILABLE, ("imap", "dovecot"): "apt-get install dovecot-imapd"}
-    for (kind, engine), why in refused.items():
+    def refused(kind: str, engine: str, why: str) -> None:
         with pytest.raises(TopologyError) as caught:
             Playground.up(declaration(kind, engine), name="conformance-bad")
         assert caught.value.field == "hosts.server.services[0].engine"
         assert why in str(caught.value) and str(caught.value).count(". ") == 0
+
+    for (kind, engine), why in UNAVAILABLE.items():
+        refused(kind, engine, why)
+    monkeypatch.setattr(dovecot, "DOVECOT", "/nonexistent/dovecot")  # as if not installed
+    refused("imap", "dovecot", "(apt-get install dovecot-imapd)")
     assert "conformance-bad" not in Playground.names()
 
 
