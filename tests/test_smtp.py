@@ -355,7 +355,11 @@ MISTAKES: dict[tuple[int, str], tuple[tuple[str, str], ...]] = {
         ("HELP MAIL\r\n", "250 2.0.0"),
         ("HELP BOGUS\r\n", "501 5.5.4"),
         ("STARTTLS now\r\n", "501 5.5.4"),
-        ("AUTH PLAIN\r\n", "538 5.7.11"),  # not before TLS
+        ("AUTH PLAIN\r\n", "503 5.5.1"),  # not on port 25, as Postfix
+        ("RSET\r\n", "250 2.0.0"),
+        ("MAIL FROM:<broken\r\n", "501 5.1.7"),  # a lost ">": aiosmtpd took it
+        ("MAIL FROM:<a@h1.example.com>\r\n", "250 2.1.0"),
+        ("RCPT TO:<brandon@example.com\r\n", "501 5.1.3"),
         ("NOOP\r\n", "250 2.0.0"),
         ("RSET now\r\n", "501 5.5.4"),
         ("RSET\r\n", "250 2.0.0"),

@@ -41,6 +41,7 @@ import base64
 import binascii
 import contextlib
 import dataclasses
+import functools
 import logging
 import re
 import secrets
@@ -76,6 +77,11 @@ RETRY_S = 5.0  # the first retry of mail for another domain; it doubles each tim
 MAX_BACKOFF_S = 300.0
 QUEUE_LIFETIME_S = 86_400.0  # then it is bounced (Postfix keeps trying for 5 days)
 BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+#: Postfix's answer to an address that does not parse, by the command it came in
+BAD_ADDRESS = {
+    "MAIL": "501 5.1.7 Bad sender address syntax",
+    "RCPT": "501 5.1.3 Bad recipient address syntax",
+}
 #: the enhanced status code (RFC 3463, RFC 5248) of each reply aiosmtpd 1.4.6 writes
 #: without one on our configuration, by how the reply starts (the first that does);
 #: Postfix's code where Postfix has the reply
@@ -439,6 +445,7 @@ def _session_class() -> type:
             super().__init__(handler, **kwargs)
             self.connections = connections
             self.held = False
+            self.verb = "MAIL"  # the command whose address is being parsed
             self.peer: Any = None
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -463,8 +470,29 @@ def _session_class() -> type:
             documented), so the code is added here, once, instead of in copies of
             those methods.  Bytes are only AUTH's 334 challenges: passed as they are."""
             if isinstance(status, str):
+                if status.startswith("553 5.1.3 Error: malformed address"):
+                    status = BAD_ADDRESS[self.verb]
                 status = with_enhanced_code(status, self.hostname)
             await super().push(status)
+
+        # An address that does not parse, as Postfix answers it: aiosmtpd's answer
+        # (553, the same for MAIL and RCPT) becomes Postfix's 501, told by the verb.
+        # (wraps: HELP's text is what aiosmtpd's decorator put on its methods)
+        @functools.wraps(SMTP.smtp_MAIL)
+        async def smtp_MAIL(self, arg: str) -> None:
+            self.verb = "MAIL"
+            await super().smtp_MAIL(arg)
+
+        @functools.wraps(SMTP.smtp_RCPT)
+        async def smtp_RCPT(self, arg: str) -> None:
+            self.verb = "RCPT"
+            await super().smtp_RCPT(arg)
+
+        def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+            """aiosmtpd's parse (1.4.6), but for ``<broken``, which it takes for ``broken``."""
+            if arg.lstrip().startswith("<") and ">" not in arg:
+                return None, None
+            return super()._getaddr(arg)
 
         def _reset_timeout(self, duration: float | None = None) -> None:
             super()._reset_timeout(duration)  # a command was taken (aiosmtpd 1.4.6)
@@ -530,7 +558,8 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
             # TLS below SMTP on an implicit port; STARTTLS on the others
             "tls_context": None if implicit else context,
             "require_starttls": port in settings["submission"],
-            "auth_require_tls": not implicit,
+            # AUTH before TLS on submission: 538; on 25 it is not offered at all (503)
+            "auth_require_tls": not implicit and port in settings["submission"],
             "auth_required": submission,
         }
 
