@@ -10,33 +10,26 @@ folders the other left, and the protocol tests run against both
 Each service runs a Dovecot of its own, configured in the host's data
 directory (``dovecot/SERVICE/``: its ``dovecot.conf``, the users' password
 hashes, its sockets and its indexes), never reading or writing the
-machine's ``/etc/dovecot``.  The accounts are the topology's users, their
-passwords hashed with PBKDF2 (Dovecot cannot check netplay's scrypt ones).
-Dovecot never opens a mailbox as root: its mail processes run as Debian's
-user ``mail``, to whom starting it gives the store (netplay, as root, writes
-its own files owned like their folder, so the builtin engines go on
-sharing it).  A rootless playground maps a single user, so there the
-engine is refused before anything is built.
+machine's ``/etc/dovecot``.  The accounts are the topology's users
+(their passwords hashed with PBKDF2); the store belongs to the user
+``mail`` while Dovecot runs (:mod:`._daemons`), so the engine needs root.
 
-The hosts' pop3 and imap must then both be Dovecot, or both builtin: each
+A host's pop3 and imap must both be Dovecot, or both builtin: each
 engine locks a folder's ``dovecot-uidlist`` its own way, and the two ways
 do not see each other.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pwd
-import secrets
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import ClassVar
 
 from netplay.errors import TopologyError
 from netplay.services._base import Context, Start
 from netplay.services._registry import register
+from netplay.services.engines._daemons import give, mail_user, needs_root, write_passwd
 from netplay.services.engines._mailbox import MAX_CONNECTIONS
 from netplay.services.engines.imap import ImapEngine
 from netplay.services.engines.pop3 import Pop3Engine
@@ -47,9 +40,6 @@ PROTOCOLS = {
     "imap": ("/usr/lib/dovecot/imap", "dovecot-imapd"),
     "pop3": ("/usr/lib/dovecot/pop3", "dovecot-pop3d"),
 }
-MAIL_USER = "mail"  # Debian's; Dovecot refuses to open a mailbox as root
-AUTH_USER = "dovecot"  # its auth process reads the password file
-PBKDF2_ROUNDS = 50_000
 MAILBOX_KINDS = ("pop3", "imap")
 
 CONFIG = """\
@@ -110,30 +100,6 @@ LISTENER = """\
   }}"""
 
 
-def _uid_map_is_whole() -> bool:
-    """Whether this process sees every user of the machine (not a rootless map of one)."""
-    try:
-        lines = Path("/proc/self/uid_map").read_text().split("\n")
-    except OSError:
-        return True
-    return lines[0].split() == ["0", "0", "4294967295"]
-
-
-def _pbkdf2(password: str) -> str:
-    """Dovecot's {PBKDF2} scheme: PBKDF2-HMAC-SHA1 of a salt written as text."""
-    salt = secrets.token_hex(8)
-    digest = hashlib.pbkdf2_hmac("sha1", password.encode(), salt.encode(), PBKDF2_ROUNDS)
-    return f"{{PBKDF2}}$1${salt}${PBKDF2_ROUNDS}${digest.hex()}"
-
-
-def _give(path: Path, uid: int, gid: int) -> None:
-    """``path`` and everything under it to ``uid``:``gid`` (what is so already is left)."""
-    for entry in [path, *path.rglob("*")]:
-        found = entry.lstat()
-        if (found.st_uid, found.st_gid) != (uid, gid):
-            os.lchown(entry, uid, gid)
-
-
 class DovecotMailbox:
     """What the two kinds' Dovecot engines share; mixed in before the builtin engine
     of the kind, whose ports, TLS ports and health check it keeps."""
@@ -153,13 +119,7 @@ class DovecotMailbox:
                 f"the dovecot engine of {self.protocol} needs Dovecot: install it "
                 f'(apt-get install {package}) or use engine = "builtin"'
             )
-        if os.geteuid() != 0 or not _uid_map_is_whole():
-            return (
-                "the dovecot engine needs netplay run as root, since Dovecot opens each "
-                f"mailbox as the user {MAIL_USER} and a rootless playground has one user: "
-                'run netplay as root or use engine = "builtin"'
-            )
-        return None
+        return needs_root("dovecot", instead="builtin")
 
     def check(self, ctx: Context, where: str) -> None:
         super().check(ctx, where)  # type: ignore[misc]
@@ -183,22 +143,15 @@ class DovecotMailbox:
         connections = int(ctx.option("max_connections", MAX_CONNECTIONS))
 
         def run() -> None:
-            mail = pwd.getpwnam(MAIL_USER)
-            auth = pwd.getpwnam(AUTH_USER)
+            mail = mail_user()
             store = MailStore.open(ctx.data, ctx.topology, ctx.host)
-            _give(store.dir, mail.pw_uid, mail.pw_gid)
+            give(store.dir)
             directory = ctx.data / "dovecot" / ctx.service.name
-            shutil.rmtree(directory / "run", ignore_errors=True)  # a pid file of a past run
+            for past in ("run", "state"):  # a past run's pid file and locks
+                shutil.rmtree(directory / past, ignore_errors=True)
             (directory / "index").mkdir(parents=True, exist_ok=True)
-            _give(directory / "index", mail.pw_uid, mail.pw_gid)
-            passwd = directory / "passwd"
-            fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            with open(fd, "w") as out:
-                os.fchown(fd, 0, auth.pw_gid)
-                os.fchmod(fd, 0o640)  # a file of an older run may have had another mode
-                for user in ctx.topology.users:
-                    if user.password is not None:
-                        out.write(f"{user.name}:{_pbkdf2(user.password)}\n")
+            give(directory / "index")
+            write_passwd(directory / "passwd", ctx.topology.users)
             cert, key = ctx.pki.server(ctx.host)
             listeners = "\n".join(
                 LISTENER.format(port=port, ssl="yes" if port in tls else "no") for port in ports
