@@ -23,7 +23,7 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d"
+        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;
@@ -50,20 +50,23 @@ if command -v dpkg-query >/dev/null; then
             fail "missing packages:$missing; install them as root (apt-get install$missing), then run this again"
         fi
         echo "installing:$missing"
+        case "$missing " in  # Postfix for the tests' own instances: no machine-wide setup
+            *" postfix "*) echo "postfix postfix/main_mailer_type select No configuration" |
+                $as_root debconf-set-selections ;;
+        esac
         $as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         # shellcheck disable=SC2086 # one word per package
         $as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends $missing >/dev/null
-        # Dovecot's package starts the machine's own Dovecot where services start on
-        # install; netplay runs one per mail host and never that one: stop it
-        case "$missing " in
-            *" dovecot-"*)
-                if command -v systemctl >/dev/null && systemctl is-enabled --quiet dovecot 2>/dev/null; then
-                    $as_root systemctl disable --now --quiet dovecot
-                    echo "stopped and disabled the machine's own dovecot service (netplay runs its own per mail host)"
-                fi
-                ;;
-        esac
+        # the mail daemons' packages start the machine's own service where services
+        # start on install; netplay runs its own per mail host, never those: stop them
+        for service in dovecot postfix; do
+            case "$missing " in *" $service"*) ;; *) continue ;; esac
+            if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then
+                $as_root systemctl disable --now --quiet "$service"
+                echo "stopped and disabled the machine's own $service service (netplay runs its own per mail host)"
+            fi
+        done
     fi
 else
     echo "not a Debian or Ubuntu system: make sure these are installed: $packages"

@@ -11,13 +11,14 @@ from netplay.services import registered
 from netplay.topology import Host, Topology, load
 
 
-def book_with(engine: str) -> Topology:
-    """The book, its mail host's pop3 and imap served by ``engine``."""
+def book_with(engine: str, smtp: str = "aiosmtpd") -> Topology:
+    """The book, its mail host's pop3 and imap served by ``engine``, smtp by ``smtp``."""
     book = load("book")
+    engines = {"pop3": engine, "imap": engine, "smtp": smtp}
 
     def swapped(host: Host) -> Host:
         services = tuple(
-            dataclasses.replace(s, engine=engine) if s.kind in ("pop3", "imap") else s
+            dataclasses.replace(s, engine=engines[s.kind]) if s.kind in engines else s
             for s in host.services
         )
         return dataclasses.replace(host, services=services)
@@ -25,9 +26,9 @@ def book_with(engine: str) -> Topology:
     return dataclasses.replace(book, hosts=tuple(map(swapped, book.hosts)))
 
 
-def unavailable(engine: str) -> str | None:
-    """Why the mail ``engine`` cannot run here (Dovecot not installed, rootless)."""
-    return registered()["imap"][engine].unavailable()
+def unavailable(engine: str, kind: str = "imap") -> str | None:
+    """Why the mail ``engine`` of ``kind`` cannot run here (not installed, rootless)."""
+    return registered()[kind][engine].unavailable()
 
 
 def mail_engine(engine: str) -> Any:

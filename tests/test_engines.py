@@ -289,6 +289,8 @@ for port in ports:
         with socket.create_connection((ctx.address, port), timeout=timeout) as sock:
             sock.sendall(probe)
             answer = sock.recv(1)
+    except ConnectionResetError:  # closed with the probe's rest unread (see below)
+        answer = b""
     except OSError as exc:
         sys.exit(f"tcp/{port} did not answer (health check passed): {exc!r}")
     if not answer:  # OpenSSL closes on a record it cannot read, without an alert: a
