@@ -155,3 +155,34 @@ def test_past_its_lifetime_a_message_is_bounced(relay: Playground) -> None:
         assert queued(relay) == []
     finally:
         relay.control("mx2/smtp", "start")
+
+
+def test_postfix_relays_by_the_mx_over_verified_tls_and_bounces(playground_factory: Any) -> None:
+    """The same crossing with Postfix as mx1's engine: Postfix finds the MX in the
+    playground's DNS, verifies mx2's certificate against the playground's CA,
+    and bounces what mx2 refuses to ann's mailbox on mx1."""
+    from _mail import unavailable
+
+    why = unavailable("postfix", "smtp")
+    if why is not None:
+        pytest.skip(why)
+    pg = playground_factory(
+        loads(
+            RELAY.replace(
+                'kind = "smtp", ports = [25, 587]',
+                'kind = "smtp", engine = "postfix", ports = [25, 587]',
+            ),
+            source="relay with postfix",
+        )
+    )
+    marker = uuid.uuid4().hex
+    said = submit(pg, marker, "ann@b.test", "nobody@b.test", "someone@nowhere.test")
+    assert [code for code, _text in said["rcpt"]] == [250, 250, 550]
+    assert said["data"] == 250
+    message = arrived(pg, "mx2", marker)
+    assert b"by mx2.a.test" in message and b"with ESMTPS" in message
+    report = email.message_from_bytes(arrived(pg, "mx1", marker), policy=email.policy.default)
+    assert report["Subject"] == "Undelivered Mail Returned to Sender"
+    assert report.get_content_type() == "multipart/report"
+    status = report.get_payload()[1].as_string()  # type: ignore[index]
+    assert "Final-Recipient: rfc822; nobody@b.test" in status and "5.1.1" in status
