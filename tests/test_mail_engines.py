@@ -360,6 +360,7 @@ SMTP_SESSIONS = [
         "VRFY brandon", "EXPN staff", "BOGUS", "RSET now",
         "MAIL FROM:<alice@h1.example.com>", "RCPT TO:<brandon@example.com", "RSET",
         f"AUTH PLAIN {PLAIN['right']}", "STARTTLS", "UPGRADE", "EHLO h1.example.com",
+        "STARTTLS",
         "MAIL FROM:<alice@h1.example.com> SIZE=99999999", "HELO h1.example.com",
         "MAIL FROM:<alice@h1.example.com>", "QUIT",
     ]),

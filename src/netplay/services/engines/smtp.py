@@ -488,6 +488,14 @@ def _session_class() -> type:
             self.verb = "RCPT"
             await super().smtp_RCPT(arg)
 
+        @functools.wraps(SMTP.smtp_STARTTLS)
+        async def smtp_STARTTLS(self, arg: str) -> None:
+            """Not over TLS again: aiosmtpd 1.4.6 would put a second TLS inside the first."""
+            if self._tls_protocol is not None and not arg:
+                await self.push("554 5.5.1 Error: TLS already active")
+                return
+            await super().smtp_STARTTLS(arg)
+
         def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
             """aiosmtpd's parse (1.4.6), but for ``<broken``, which it takes for ``broken``."""
             if arg.lstrip().startswith("<") and ">" not in arg:
