@@ -30,7 +30,7 @@ from netplay.errors import TopologyError
 from netplay.services._base import Context, Start
 from netplay.services._registry import register
 from netplay.services.engines._daemons import give, mail_user, needs_root, write_passwd
-from netplay.services.engines._mailbox import MAX_CONNECTIONS
+from netplay.services.engines._mailbox import MAX_CONNECTIONS, MailboxEngine
 from netplay.services.engines.imap import ImapEngine
 from netplay.services.engines.pop3 import Pop3Engine
 
@@ -100,9 +100,9 @@ LISTENER = """\
   }}"""
 
 
-class DovecotMailbox:
-    """What the two kinds' Dovecot engines share; mixed in before the builtin engine
-    of the kind, whose ports, TLS ports and health check it keeps."""
+class DovecotMailbox(MailboxEngine):
+    """What the two kinds' Dovecot engines share; put before the builtin engine of
+    the kind, whose ports, TLS ports and health check they keep."""
 
     protocol: ClassVar[str] = ""
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
@@ -122,7 +122,7 @@ class DovecotMailbox:
         return needs_root("dovecot", instead="builtin")
 
     def check(self, ctx: Context, where: str) -> None:
-        super().check(ctx, where)  # type: ignore[misc]
+        super().check(ctx, where)
         host = ctx.topology.host(ctx.host)
         for service in host.services:
             if service.kind in MAILBOX_KINDS and (service.engine == "dovecot") != (
@@ -137,8 +137,7 @@ class DovecotMailbox:
     def start(self, ctx: Context) -> Start:
         from netplay.mail import MailStore
 
-        tls = self.tls_ports(ctx)  # type: ignore[attr-defined]
-        ports = self.ports(ctx)  # type: ignore[attr-defined]
+        tls, ports = self.tls_ports(ctx), self.ports(ctx)
         protocol = self.protocol
         connections = int(ctx.option("max_connections", MAX_CONNECTIONS))
 

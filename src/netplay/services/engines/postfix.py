@@ -9,16 +9,17 @@ user ``mail``, :mod:`._daemons`).  Mail for other domains goes out as
 Postfix sends it: the MX from the playground's DNS, STARTTLS verified
 against the playground's CA, retries and bounces.
 
-It runs as one Postfix instance per service (``postfix -c DIR start-fg``),
-configured in the host's data directory (``postfix/SERVICE/``: ``conf/``
-with main.cf and master.cf, written at every start, its queue and its
-data), never reading
-or writing the machine's ``/etc/postfix`` but for the list of Postfix's own
-files there.  The ports are the ``aiosmtpd`` engine's (25; 587 submission,
-STARTTLS then AUTH required; 465 implicit TLS) and so are the options that
-Postfix has a parameter for.  AUTH is Dovecot's SASL (Postfix's way to
-check passwords without Cyrus): a Dovecot of the service's own, that only
-checks passwords, answers Postfix on a socket in the queue directory.
+It runs as one Postfix instance per service, configured in the host's data
+directory (``postfix/SERVICE/``: ``conf/`` with main.cf and master.cf,
+written at every start, its queue and its data), never reading or writing
+the machine's ``/etc/postfix`` but for the list of Postfix's own files
+there.  Its master is the service's server: ``postfix start-fg`` would run
+it in a session of its own, out of the reach of the runner's stop.  The
+ports are the ``aiosmtpd`` engine's (25; 587 submission, STARTTLS then AUTH
+required; 465 implicit TLS) and so are the options that Postfix has a
+parameter for.  AUTH is Dovecot's SASL (Postfix's way to check passwords
+without Cyrus): a Dovecot of the service's own, that only checks
+passwords, answers Postfix on a socket in the queue directory.
 """
 
 from __future__ import annotations
@@ -239,16 +240,13 @@ class PostfixEngine(SmtpEngine):
             write_passwd(directory / "passwd", ctx.topology.users)
             cert, key = ctx.pki.server(ctx.host)
             fields = {"ident": ctx.id, "dir": directory, "uid": mail.pw_uid, "gid": mail.pw_gid}
-            _settled(conf / "main.cf",
-                MAIN_CF.format(
-                    **fields, **numbers, fqdn=ctx.fqdn, domain=ctx.topology.domain or ctx.fqdn,
-                    domains=", ".join(domains), store=store.dir, cert=cert, key=key,
-                    ca=ctx.pki.ca,
-                )
+            main = MAIN_CF.format(
+                **fields, **numbers, fqdn=ctx.fqdn, domain=ctx.topology.domain or ctx.fqdn,
+                domains=", ".join(domains), store=store.dir, cert=cert, key=key, ca=ctx.pki.ca,
             )  # fmt: skip
-            _settled(
-                conf / "master.cf", MASTER_CF.format(ident=ctx.id, listeners="\n".join(listeners))
-            )
+            _settled(conf / "main.cf", main)
+            master = MASTER_CF.format(ident=ctx.id, listeners="\n".join(listeners))
+            _settled(conf / "master.cf", master)
             (directory / "dovecot.conf").write_text(DOVECOT_AUTH.format(**fields))
             # the queue's directories, owned as Postfix wants them (made if missing)
             subprocess.run([POSTFIX, "-c", str(conf), "check"], check=True)
@@ -261,6 +259,8 @@ class PostfixEngine(SmtpEngine):
                 if auth.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"Dovecot's auth did not start (status {auth.poll()})")
                 time.sleep(0.01)
+            # the master in the foreground, in this process group (-d: no setsid, no
+            # redirection of stdout, the log's way out), with its daemons
             os.environ["MAIL_CONFIG"] = str(conf)
             os.execv(MASTER, [MASTER, "-d"])
 
