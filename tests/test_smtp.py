@@ -296,6 +296,32 @@ def test_limits_on_lines_sizes_recipients_and_junk(book: Playground) -> None:
     assert codes(bogus)[1:] == ["500"] * 4 + ["502"]  # and it hangs up
 
 
+TWO_AT_ONCE = r"""
+import json, socket
+def connect():
+    sock = socket.create_connection(("mail.example.com", 25), timeout=20)
+    file = sock.makefile("rb")
+    file.readline()
+    return sock, file
+def ask(sock, file, line):
+    sock.sendall(line.encode())
+    while (reply := file.readline())[3:4] == b"-":
+        pass
+    return reply.decode()[:3]
+a, b = connect(), connect()
+for _ in range(20):
+    ask(*a, "EHLO a\r\n")
+ask(*b, "EHLO b\r\n")
+print(json.dumps(ask(*b, "MAIL FROM:<" + "x" * 580 + "@h1.example.com>\r\n")))
+"""
+
+
+def test_one_connection_s_ehlos_do_not_widen_another_s_limit(book: Playground) -> None:
+    """MAIL is at most 512 bytes and SIZE's and SMTPUTF8's parameters (548) on each
+    connection, however many EHLOs another connection sent."""
+    assert python(book, TWO_AT_ONCE) == "500"
+
+
 def test_too_many_recipients_and_too_much_data(book: Playground) -> None:
     many = r"""
 import json, smtplib

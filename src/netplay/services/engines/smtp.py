@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -442,6 +443,10 @@ def _session_class() -> type:
         """One client's connection; it counts as active when a command is taken."""
 
         def __init__(self, handler: Handler, connections: Connections, **kwargs: Any) -> None:
+            # aiosmtpd 1.4.6 keeps the command size limits in a dict of its class, which
+            # each new connection clears and each EHLO raises (MAIL's, for SIZE and
+            # SMTPUTF8): one connection's EHLOs would widen another's limit
+            self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
             super().__init__(handler, **kwargs)
             self.connections = connections
             self.held = False
