@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from _mail import book_with, unavailable
+from _mail import book_with, smtp_session, unavailable
 from _net import run_json
 from netplay import Playground, TopologyError
 from netplay.mail import sample_messages
@@ -348,6 +348,7 @@ MESSAGE = (
     "From: alice@h1.example.com\r\nTo: brandon@example.com\r\nSubject: diff\r\n\r\nhi\r\n.\r\n"
 )
 PLAIN = {"right": "AGJyYW5kb24AYWJjMTIz", "wrong": "AGJyYW5kb24Ad3Jvbmc="}  # brandon
+UPGRADE = "STARTTLS-UPGRADE"  # smtp_session's step: TLS now
 #: SMTP sessions: (port, steps); a step is a line to send, UPGRADE (STARTTLS's
 #: handshake), or DATA's message; each gets one reply, as RFC 5321 says
 SMTP_SESSIONS = [
@@ -359,13 +360,13 @@ SMTP_SESSIONS = [
         "MAIL FROM:<broken", "RSET", "MAIL FROM:<broken", "NOOP",
         "VRFY brandon", "EXPN staff", "BOGUS", "RSET now",
         "MAIL FROM:<alice@h1.example.com>", "RCPT TO:<brandon@example.com", "RSET",
-        f"AUTH PLAIN {PLAIN['right']}", "STARTTLS", "UPGRADE", "EHLO h1.example.com",
+        f"AUTH PLAIN {PLAIN['right']}", "STARTTLS", UPGRADE, "EHLO h1.example.com",
         "STARTTLS",
         "MAIL FROM:<alice@h1.example.com> SIZE=99999999", "HELO h1.example.com",
         "MAIL FROM:<alice@h1.example.com>", "QUIT",
     ]),
     (587, [
-        "EHLO h1.example.com", "MAIL FROM:<brandon@example.com>", "STARTTLS", "UPGRADE",
+        "EHLO h1.example.com", "MAIL FROM:<brandon@example.com>", "STARTTLS", UPGRADE,
         "EHLO h1.example.com", f"AUTH PLAIN {PLAIN['wrong']}",
         "MAIL FROM:<brandon@example.com>", "RCPT TO:<brandon@example.com>", "RSET",
         f"AUTH PLAIN {PLAIN['right']}",
@@ -382,33 +383,6 @@ EXTENSIONS = {
     "SIZE 10240000", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES",
     "STARTTLS", "AUTH LOGIN PLAIN",
 }  # fmt: skip
-
-SMTP_SCRIPT = r"""
-import json, socket, ssl, sys
-sessions = json.loads(sys.argv[1])
-ctx = ssl.create_default_context()
-said = []
-for port, steps in sessions:
-    sock = socket.create_connection(("mail.example.com", port), timeout=30)
-    if port == 465:
-        sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-    file = sock.makefile("rb")
-    def reply():
-        lines = [file.readline().decode().rstrip("\r\n")]
-        while lines[-1][3:4] == "-":
-            lines.append(file.readline().decode().rstrip("\r\n"))
-        return lines
-    said.append(reply())
-    for step in steps:
-        if step == "UPGRADE":
-            sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-            file = sock.makefile("rb")
-            continue
-        sock.sendall(step.encode() + (b"" if step.endswith("\r\n") else b"\r\n"))
-        said.append(reply())
-    sock.close()
-print(json.dumps(said))
-"""
 
 
 def _smtp_answer(lines: list[str]) -> tuple[str, ...]:
@@ -438,13 +412,22 @@ def test_smtp_answers_as_postfix_does(playground_factory: Any) -> None:
         f"{port}: {step.strip()[:40]}"
         for (port, _), s in zip(SMTP_SESSIONS, steps, strict=True)
         for step in s
-        if step != "UPGRADE"
+        if step != UPGRADE
     ]
     answers = []
     for pg in (
         playground_factory(book_with("builtin")),
         playground_factory(book_with("dovecot", smtp="postfix")),
     ):
-        said = run_json(pg.host("h1"), SMTP_SCRIPT, json.dumps(SMTP_SESSIONS))
+        said = [
+            lines
+            for port, steps in SMTP_SESSIONS
+            for lines in smtp_session(
+                pg.host("h1"),
+                port,
+                *(step if step.endswith(("\r\n", UPGRADE)) else f"{step}\r\n" for step in steps),
+                tls="implicit" if port == 465 else "",
+            )
+        ]
         answers.append([(c, *_smtp_answer(lines)) for c, lines in zip(commands, said, strict=True)])
     assert _differences(*answers, reference="postfix") == ""

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from _mail import smtp_session
 from _net import run_json
 from netplay import Playground
 from netplay.services.engines.smtp import with_enhanced_code
@@ -136,42 +137,9 @@ def test_8bit_utf8_and_a_5mb_attachment_arrive_byte_for_byte(book: Playground) -
     assert as_sent(message)[1] == raw
 
 
-SESSION = r"""
-import json, socket, ssl, sys
-port, tls, script = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-ctx = ssl.create_default_context()
-sock = socket.create_connection(("mail.example.com", port), timeout=20)
-if tls == "implicit":
-    sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-file = sock.makefile("rb")
-
-def answer():
-    lines = []
-    while True:
-        line = file.readline()
-        if not line:
-            lines.append("(closed)")
-            return lines
-        lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
-        if line[3:4] != b"-":
-            return lines
-
-said = [answer()]
-for step in script:
-    if step == "STARTTLS-UPGRADE":
-        sock = ctx.wrap_socket(sock, server_hostname="mail.example.com")
-        file = sock.makefile("rb")
-        continue
-    sock.sendall(step.encode("utf-8", "surrogateescape") if isinstance(step, str) else bytes(step))
-    said.append(answer())
-print(json.dumps(said))
-"""
-
-
 def session(pg: Playground, port: int, *steps: str, tls: str = "") -> list[list[str]]:
-    """One raw conversation from h1: each step's bytes sent, then its whole answer read
-    (a step of STARTTLS-UPGRADE starts TLS); the greeting first."""
-    return python(pg, SESSION, str(port), tls, json.dumps(list(steps)))  # type: ignore[no-any-return]
+    """:func:`smtp_session` from h1."""
+    return smtp_session(pg.host("h1"), port, *steps, tls=tls)
 
 
 def codes(said: list[list[str]]) -> list[str]:
