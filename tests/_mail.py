@@ -1,5 +1,5 @@
 """The mail tests' playgrounds (the book with its mail kinds served by an engine), and
-a raw SMTP session."""
+the raw sessions their scripts open."""
 
 from __future__ import annotations
 
@@ -46,6 +46,17 @@ def mail_engine(engine: str) -> Any:
         marks.append(pytest.mark.skip(reason=why))
     return pytest.param(engine, marks=marks)
 
+
+#: the start of a script that reads brandon's mail over IMAP: ``session()`` logs in
+#: over implicit TLS, the certificate verified
+IMAP_LOGIN = r"""
+import imaplib, json, smtplib, ssl, sys
+ctx = ssl.create_default_context()
+def session():
+    m = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
+    m.login("brandon", "abc123")
+    return m
+"""
 
 SMTP_SESSION = r"""
 import json, socket, ssl, sys

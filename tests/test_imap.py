@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import Any
 
+from _mail import IMAP_LOGIN
 from _net import TLS_FAILED, line_session, run_json
 from netplay import Playground
 
@@ -143,14 +144,10 @@ def test_imapclient_browses_searches_flags_moves_and_idles(mail: Playground) -> 
     assert any(item[1] == "EXISTS" for item in out["idle"]), out["idle"]
 
 
-TWO_SESSIONS = r"""
-import imaplib, json, smtplib, ssl, sys
+TWO_SESSIONS = (
+    IMAP_LOGIN
+    + r"""
 marker = sys.argv[1]
-ctx = ssl.create_default_context()
-def session():
-    m = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
-    m.login("brandon", "abc123")
-    return m
 with smtplib.SMTP("mail.example.com", 25) as smtp:
     for i in range(2):
         smtp.sendmail("x@h1.example.com", ["brandon@example.com"],
@@ -174,6 +171,7 @@ text = lambda x: x.decode() if isinstance(x, bytes) else str(x)
 out = {key.lower(): [text(x) for x in values] for key, values in seen.items()}
 print(json.dumps(out | {"first": first.decode(), "second": second.decode()}))
 """
+)
 
 
 def test_two_sessions_see_each_others_changes(mail: Playground) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from _mail import IMAP_LOGIN
 from _net import run_json
 from netplay import Playground
 from netplay.mail import Folder, Maildir, TooManyKeywords, read_keywords
@@ -285,15 +286,11 @@ def test_keywords_are_stored_searched_and_carried_by_name(book: Playground) -> N
     assert letters == ["Scd", "ab", "d"]
 
 
-LIMITS = r"""
-import imaplib, json, ssl, sys
+LIMITS = (
+    IMAP_LOGIN
+    + r"""
 marker = sys.argv[1]
 box = f"Full-{marker}"
-ctx = ssl.create_default_context()
-def session():
-    m = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
-    m.login("brandon", "abc123")
-    return m
 def said(m, key):
     return [x.decode() for x in m.untagged_responses.pop(key, [])]
 def answer(call):
@@ -326,6 +323,7 @@ typ, data = a.fetch("1", "(FLAGS)")
 out["flags"] = data[0].decode()
 print(json.dumps(out))
 """
+)
 
 
 def test_a_folder_holds_26_keywords_and_refuses_a_27th(book: Playground) -> None:
@@ -376,15 +374,11 @@ def test_letters_and_lines_nobody_can_read_do_not_harm_a_session(book: Playgroun
     assert path.name == f"{base}:2,FPSabqz~\u00e9,XY"  # New has a, no file name's letter
 
 
-RECENT = r"""
-import imaplib, json, ssl, sys
+RECENT = (
+    IMAP_LOGIN
+    + r"""
 marker = sys.argv[1]
 box = f"Recent-{marker}"
-ctx = ssl.create_default_context()
-def session():
-    m = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
-    m.login("brandon", "abc123")
-    return m
 def recent(m):
     return [x.decode() for x in m.untagged_responses.pop("RECENT", [])]
 def flags(m, number):
@@ -415,6 +409,7 @@ e.noop()
 out["e_noop"] = search(e, "RECENT")
 print(json.dumps(out))
 """
+)
 
 
 def test_a_message_is_recent_in_the_first_session_that_selects_its_folder(
@@ -439,13 +434,9 @@ def test_a_message_is_recent_in_the_first_session_that_selects_its_folder(
     assert out["e_noop"] == ["1"]
 
 
-RENAME = r"""
-import imaplib, json, smtplib, ssl
-ctx = ssl.create_default_context()
-def session():
-    m = imaplib.IMAP4_SSL("mail.example.com", ssl_context=ctx)
-    m.login("brandon", "abc123")
-    return m
+RENAME = (
+    IMAP_LOGIN
+    + r"""
 def subjects(m):
     typ, data = m.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     return sorted(part[1].decode().strip() for part in data if isinstance(part, tuple))
@@ -471,6 +462,7 @@ with smtplib.SMTP("mail.example.com", 25) as smtp:
 out["inbox_after"] = int(n.select("INBOX")[1][0])
 print(json.dumps(out))
 """
+)
 
 
 def test_rename_inbox_moves_its_messages_and_leaves_it_empty(playground: Playground) -> None:
