@@ -63,8 +63,11 @@ if command -v dpkg-query >/dev/null; then
         for service in dovecot postfix; do
             case "$missing " in *" $service"*) ;; *) continue ;; esac
             if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then
-                $as_root systemctl disable --now --quiet "$service"
-                echo "stopped and disabled the machine's own $service service (netplay runs its own per mail host)"
+                now=""
+                [ -d /run/systemd/system ] && now="--now" # systemd is running: stop it too
+                # shellcheck disable=SC2086 # no word when empty
+                $as_root systemctl disable $now --quiet "$service"
+                echo "disabled the machine's own $service service (netplay runs its own per mail host)"
             fi
         done
     fi
