@@ -135,7 +135,8 @@ def teardown(paths: Paths, pins: Sequence[str], links: Sequence[str]) -> None:
     mark = paths.base / RUN_NETNS_MARK
     if mark.exists():
         with contextlib.suppress(OSError):  # not while other links are in it
-            RUN_NETNS.rmdir()
+            with contextlib.suppress(FileNotFoundError):  # an up that failed before making it
+                RUN_NETNS.rmdir()
             mark.unlink()
 
 
