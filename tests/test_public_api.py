@@ -108,6 +108,7 @@ def test_layer_names() -> None:
         "HostSetup",
         "LiveInterface",
         "Mount",
+        "Overlay",
         "Paths",
         "Privacy",
         "Realm",
@@ -158,7 +159,14 @@ def test_layer_names() -> None:
         "start_all",
         "status",
     }
-    assert set(netplay.hosts.__all__) == {"Host", "Ready", "Spawned", "remove_files", "write_files"}
+    assert set(netplay.hosts.__all__) == {
+        "Host",
+        "Ready",
+        "Spawned",
+        "forget",
+        "remove_files",
+        "write_files",
+    }
     assert set(netplay.testing.__all__) == {"cannot_build", "wait_for_service", "wait_until"}
 
 

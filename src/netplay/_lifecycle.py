@@ -100,7 +100,7 @@ def teardown(
     steps += [
         lambda: fabric.end_keeper(state),
         lambda: services.remove_files(paths, keep_logs=keep_logs),
-        lambda: hosts.remove_files(paths),
+        lambda: hosts.remove_files(paths, Path(state.data)),
         lambda: fabric.remove_state(paths, keep_dir=keep_logs, keep_base=keep_base),
     ]
     all_of(steps)
@@ -140,9 +140,10 @@ def _forget_failed_up(paths: Paths, *, keep_base: bool = False) -> None:
 
 
 def forget(data: Path) -> None:
-    """Delete what the services kept across ``down`` in the data directory
-    ``data`` (not the CA and certificates)."""
+    """Delete what the services and hosts kept across ``down`` in the data
+    directory ``data`` (not the CA and certificates)."""
     shutil.rmtree(data / fabric.SERVICE_DATA, ignore_errors=True)
+    hosts.forget(data)
 
 
 def clear_crashed(paths: Paths) -> None:

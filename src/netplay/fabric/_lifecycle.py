@@ -42,6 +42,7 @@ def _specs(topology: Topology, setup: HostSetup) -> list[namespaces.NsSpec]:
             host=True,
             forward=h.forward,
             ttl=h.ttl,
+            overlays=setup.overlays.get(h.name, ()),
             mounts=setup.mounts.get(h.name, ()),
             privacy=setup.privacy.get(h.name, Privacy()),
         )

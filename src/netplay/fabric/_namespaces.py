@@ -13,6 +13,23 @@ that trust the playground's CA, for every host at once), and every host's
 mount namespace is a copy of that template with the host's own bind mounts
 (its /etc/hosts and /etc/resolv.conf, which :mod:`netplay.hosts` writes),
 and /sys and /proc mounted anew for the host's network.
+
+A host's writable directories (/etc, /var, /tmp, ... as :mod:`netplay.hosts`
+chooses) are overlay filesystems of its own: the machine's directory below,
+read-only, and the host's upper layer (in the data directory) above, which
+takes every change, so that what a program writes there is the host's
+alone.  An overlay shows only its lower directory's filesystem, not the
+mounts below it, so the template's bind mounts that fall under one are
+made again over it, in each host.  Every directory the view is made of is
+opened before the first overlay is mounted: the upper layers and the
+bind mounts' sources may lie under another overlaid directory (the data
+directory is under /var), where a path would find the host's view of them
+(an overlay is refused as an upper layer), not the machine's.
+
+Rootless, the kernel refuses an overlay over a directory with mounts of
+the machine below it (/run on most systems: they are locked in a user
+namespace, and an overlay would uncover what they hide); such a directory
+stays the machine's, shared, and ``up`` says so once.
 For each namespace the child reports fds of its namespace files over a
 pipe, and the parent pins them through /proc/CHILD/fd while the child goes
 on to the next.  The machine's own /etc is never written."""
@@ -23,6 +40,7 @@ import collections
 import concurrent.futures
 import contextlib
 import errno
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +49,8 @@ from pathlib import Path
 from netplay import _progress as progress
 from netplay.fabric import _linux as linux
 from netplay.fabric._state import Paths
+
+log = logging.getLogger("netplay")
 
 SYSCTLS_ALL = (
     # DAD would keep IPv6 addresses tentative for a second or more.
@@ -65,6 +85,8 @@ COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 
 #: a bind mount: (what, over which path); read-only
 Mount = tuple[Path, Path]
+#: an overlay over a directory of the machine: (the directory, upper layer, its work directory)
+Overlay = tuple[Path, Path, Path]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +98,7 @@ class HostSetup:
     template: tuple[Mount, ...] = ()
     mounts: Mapping[str, tuple[Mount, ...]] = field(default_factory=dict)
     privacy: Mapping[str, Privacy] = field(default_factory=dict)
+    overlays: Mapping[str, tuple[Overlay, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,13 +114,14 @@ class Privacy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NsSpec:
-    """One namespace to make: a host (net, mnt, uts, with its bind mounts and
-    its privacy) or a switch (net only)."""
+    """One namespace to make: a host (net, mnt, uts, with its overlays, bind
+    mounts and privacy) or a switch (net only)."""
 
     key: str
     host: bool
     forward: bool = False
     ttl: int | None = None
+    overlays: tuple[Overlay, ...] = ()
     mounts: tuple[Mount, ...] = ()
     privacy: Privacy = Privacy()
 
@@ -151,6 +175,7 @@ def _factory(
     template_mounts: Sequence[Mount],
     ready: int,
     go: int,
+    rootless: bool,
 ) -> None:
     """The child: make each namespace and report an open fd for each of its files.
 
@@ -164,18 +189,23 @@ def _factory(
     for point in reversed(_mount_points_under(hide)):
         with contextlib.suppress(OSError):
             linux.umount(point)
+    overlaid = {target for spec in specs for target, _upper, _work in spec.overlays}
     for source, target in template_mounts:
-        _bind(source, target)
+        if not _under(target, overlaid):
+            _bind(source, target)
     template = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+    shared: set[Path] = set()  # rootless: directories that cannot be the hosts' own
     held: collections.deque[list[int]] = collections.deque()
     for spec in specs:
         if spec.host:
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
-            for source, target in spec.mounts:
-                _bind(source, target)
-            _keep_private(spec.privacy)
+            mine = {target for target, _upper, _work in spec.overlays}
+            again = [mount for mount in template_mounts if _under(mount[1], mine)]
+            for target in _make_view(spec, [*again, *spec.mounts], rootless) - shared:
+                shared.add(target)
+                os.write(ready, f"w {target}\n".encode())
             with contextlib.suppress(OSError):
                 linux.umount("/sys")
             linux.mount(
@@ -215,35 +245,87 @@ def _factory(
         pass
 
 
+def _under(path: Path, places: set[Path]) -> bool:
+    return any(path.is_relative_to(place) for place in places)
+
+
 def _bind(source: Path | str, target: Path, writable: bool = False) -> None:
     linux.mount(str(source), str(target), None, linux.MS_BIND)
     if not writable:
         linux.mount(None, str(target), None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def _keep_private(privacy: Privacy) -> None:
-    """Cover what a host must not see, and bring back what is its own."""
-    kept = [  # opened before they are covered: the binds come from these
-        (path, writable, path.is_dir(), os.open(path, os.O_PATH | os.O_CLOEXEC))
-        for path, writable in privacy.kept
-        if path.exists()
-    ]
+def _fd(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def _make_view(spec: NsSpec, binds: Sequence[Mount], rootless: bool) -> set[Path]:
+    """In a new host's mount namespace: its overlays, then its bind mounts,
+    then its privacy (see the module's docstring); return the directories
+    that stay shared (rootless only)."""
+    opened: list[int] = []
+    shared = set()
+
+    def open_path(path: Path) -> int:
+        opened.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
+        return opened[-1]
+
     try:
-        covered = [place for place in privacy.covered if place.is_dir()]
-        for place in covered:
-            linux.mount("netplay", str(place), "tmpfs", COVER_FLAGS, "mode=0755,size=64k")
-        for path, writable, is_dir, fd in kept:
-            if is_dir:  # its place in the empty cover
-                path.mkdir(parents=True, exist_ok=True)
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.touch()
-            _bind(f"/proc/self/fd/{fd}", path, writable)
-        for place in covered:
-            linux.mount(None, str(place), None, linux.MS_REMOUNT | linux.MS_RDONLY | COVER_FLAGS)
+        layers = [
+            (target, upper, open_path(target), open_path(upper), open_path(work))
+            for target, upper, work in spec.overlays
+            if target.is_dir()
+        ]
+        sources = [(open_path(source), target) for source, target in binds]
+        kept = [  # the binds of what is the host's own come from these
+            (path, writable, path.is_dir(), open_path(path))
+            for path, writable in spec.privacy.kept
+            if path.exists()
+        ]
+        for target, upper, lower_fd, upper_fd, work_fd in layers:
+            options = f"lowerdir={_fd(lower_fd)},upperdir={_fd(upper_fd)},workdir={_fd(work_fd)}"
+            if rootless:  # trusted.* attributes are root's: the layers' go in user.*
+                options = "userxattr," + options
+            try:
+                linux.mount("overlay", str(target), "overlay", 0, options)
+            except OSError as exc:
+                if rootless and exc.errno == errno.EINVAL:
+                    shared.add(target)
+                    continue
+                raise OSError(
+                    exc.errno,
+                    f"cannot give the host {spec.key} its own {target} "
+                    f"(an overlay with its upper layer in {upper.parent}): {exc.strerror}; "
+                    "the data directory must be on a local filesystem such as ext4, xfs, "
+                    "btrfs or tmpfs (choose another with NETPLAY_DATA_DIR)",
+                ) from exc
+            if rootless:  # the owner may remove it from outside the user namespace
+                with contextlib.suppress(OSError):
+                    os.chmod(f"{_fd(work_fd)}/work", 0o700)  # overlay makes it mode 0
+        for fd, target in sources:
+            _bind(_fd(fd), target)
+        _keep_private(spec.privacy, kept)
     finally:
-        for *_rest, fd in kept:
+        for fd in opened:
             os.close(fd)
+    return shared
+
+
+def _keep_private(privacy: Privacy, kept: Sequence[tuple[Path, bool, bool, int]]) -> None:
+    """Cover what a host must not see, and bring back what is its own (each
+    path opened before it was covered: path, writable, a directory, fd)."""
+    covered = [place for place in privacy.covered if place.is_dir()]
+    for place in covered:
+        linux.mount("netplay", str(place), "tmpfs", COVER_FLAGS, "mode=0755,size=64k")
+    for path, writable, is_dir, fd in kept:
+        if is_dir:  # its place in the empty cover
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        _bind(_fd(fd), path, writable)
+    for place in covered:
+        linux.mount(None, str(place), None, linux.MS_REMOUNT | linux.MS_RDONLY | COVER_FLAGS)
 
 
 def _kinds(spec: NsSpec) -> tuple[str, ...]:
@@ -266,7 +348,7 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
         try:
             os.close(ready_r)
             os.close(go_w)
-            _factory(specs, hide, template_mounts, ready_w, go_r)
+            _factory(specs, hide, template_mounts, ready_w, go_r, not paths.root)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -287,6 +369,13 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
         ):
             for spec in specs:
                 answer = reports.readline().decode(errors="replace").split()
+                while answer[:1] == ["w"]:
+                    log.warning(
+                        "%s stays the machine's in every host: a user namespace may not "
+                        "cover the machine's mounts below it (run as root for hosts' own)",
+                        " ".join(answer[1:]),
+                    )
+                    answer = reports.readline().decode(errors="replace").split()
                 if not answer or answer[0] != "r":
                     message = " ".join(answer[1:]) or "the namespace factory died"
                     raise OSError(errno.EIO, message)

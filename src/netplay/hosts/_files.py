@@ -39,6 +39,8 @@ from pathlib import Path
 
 from netplay import pki
 from netplay.fabric import HostSetup, Mount, Paths, Privacy, remove_path
+from netplay.hosts import _filesystem as filesystem
+from netplay.hosts._users import Hashes, add_users
 from netplay.topology import Topology
 
 RESOLV_CONF = "resolv.conf"
@@ -73,8 +75,9 @@ def gai_conf(selection: str) -> str:
 
 
 def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup:
-    """Write the hosts' files; return how the hosts' mount namespaces differ
-    from the machine's: their files, and what each must not see."""
+    """Write the hosts' files and make their own filesystems, with the
+    topology's users in them; return how the hosts' mount namespaces differ
+    from the machine's: their overlays, their files, and what each must not see."""
     etc = paths.etc_dir
     etc.mkdir(parents=True, exist_ok=True)
     resolv = etc / RESOLV_CONF
@@ -106,7 +109,12 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         cover = etc / NO_SOCKET
         cover.write_bytes(b"")
         template += [(cover, socket) for socket in sockets]
-    return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy)
+    overlays = filesystem.prepare(paths, [host.name for host in topology.hosts])
+    hashes = Hashes()
+    for host in topology.hosts:
+        own = filesystem.filesystem(paths.data, host.name)
+        add_users(own, topology.users, hashes, own_ids=paths.root)
+    return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy, overlays=overlays)
 
 
 def _secrets(paths: Paths, store: pki.Store) -> tuple[Path, ...]:
@@ -150,8 +158,11 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
-def remove_files(paths: Paths) -> None:
-    """Remove what :func:`write_files` wrote (and only that)."""
+def remove_files(paths: Paths, data: Path) -> None:
+    """Remove what :func:`write_files` wrote (and only that), but for what the
+    hosts keep in the data directory ``data``: their fresh layers (/tmp, /run)
+    are emptied."""
+    filesystem.empty_fresh(data)
     etc = paths.etc_dir
     if not etc.is_dir():
         return

@@ -1,0 +1,107 @@
+"""Each host's own writable view of the machine's files.
+
+A host is a separate machine: what a program in it writes to /etc, /tmp or
+a home directory is that host's alone, never the machine's and never
+another host's.  Each of the directories in :data:`KEPT` and
+:data:`FRESH` is an overlay filesystem in the host's mount namespace
+(:mod:`netplay.fabric` mounts them): the machine's directory below,
+unchanged, and an upper layer of the host's own above, in the playground's
+data directory, which takes every change (a deleted file is a whiteout
+there).  Binaries and libraries (/usr) stay shared, read as they are.
+
+The upper layers are in ``DATA/NAME/hosts/HOST/``, one directory each,
+with the overlays' work directories in ``.work/``.  Those of :data:`KEPT`
+outlive ``down``, as a machine's disk outlives a reboot (``down --purge``
+removes them); those of :data:`FRESH` are emptied at each ``up`` and
+``down``, as a machine's /tmp and /run are at boot.  What a host changed
+can be read from the machine there: ``hosts/h1/etc`` holds h1's changed
+files of /etc (its /etc/hostname, from the start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from netplay.fabric import Overlay, Paths
+
+HOSTS_DATA = "hosts"  # in the playground's data directory
+WORK = ".work"
+KEPT = ("/etc", "/root", "/home", "/var", "/srv")
+FRESH = ("/tmp", "/run")
+
+
+def filesystem(data: Path, host: str) -> Path:
+    """Where the upper layers of ``host`` are, in the data directory ``data``."""
+    return data / HOSTS_DATA / host
+
+
+def upper(data: Path, host: str, directory: str) -> Path:
+    """The upper layer of one of the host's directories (``"/etc"``)."""
+    return filesystem(data, host) / directory.lstrip("/")
+
+
+def prepare(paths: Paths, hosts: Iterable[str]) -> dict[str, tuple[Overlay, ...]]:
+    """Make each host's layers (emptying the fresh ones); return its overlays."""
+    overlays = {}
+    for host in hosts:
+        own = filesystem(paths.data, host)
+        _empty_fresh(own)
+        made = []
+        for directory in (*KEPT, *FRESH):
+            name = directory.lstrip("/")
+            layer, work = own / name, own / WORK / name
+            layer.mkdir(parents=True, exist_ok=True)
+            work.mkdir(parents=True, exist_ok=True)
+            made.append((Path(directory), layer, work))
+        overlays[host] = tuple(made)
+        _name(own / "etc" / "hostname", host)
+    return overlays
+
+
+def _name(path: Path, host: str) -> None:
+    """The host's /etc/hostname (its UTS namespace has the name already)."""
+    text = host + "\n"
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return
+    path.write_text(text)
+
+
+def empty_fresh(data: Path) -> None:
+    """After ``down``: empty the hosts' fresh layers (their /tmp and /run)."""
+    with contextlib.suppress(FileNotFoundError):
+        for own in (data / HOSTS_DATA).iterdir():
+            _empty_fresh(own)
+
+
+def forget(data: Path) -> None:
+    """Delete every host's layers: what the hosts wrote, all of it."""
+    _remove_tree(data / HOSTS_DATA)
+
+
+def _empty_fresh(own: Path) -> None:
+    for directory in FRESH:
+        name = directory.lstrip("/")
+        _remove_tree(own / name)
+        _remove_tree(own / WORK / name)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a tree; missing is fine.  Without root's right to enter any
+    directory, the directories without permissions in it (an overlay's work
+    directory has one) are opened to their owner first."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if os.geteuid() != 0:
+        for top, directories, _files in os.walk(path):
+            for name in directories:
+                inner = os.path.join(top, name)
+                if not os.path.islink(inner):
+                    with contextlib.suppress(OSError):
+                        os.chmod(inner, stat.S_IRWXU)
+    shutil.rmtree(path)
