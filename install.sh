@@ -23,7 +23,7 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix"
+        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;
@@ -58,16 +58,16 @@ if command -v dpkg-query >/dev/null; then
         # shellcheck disable=SC2086 # one word per package
         $as_root env DEBIAN_FRONTEND=noninteractive \
             apt-get install -y -qq --no-install-recommends $missing >/dev/null
-        # the mail daemons' packages start the machine's own service where services
-        # start on install; netplay runs its own per mail host, never those: stop them
-        for service in dovecot postfix; do
+        # the daemons' packages start the machine's own service where services start
+        # on install; netplay runs its own per host, never those: stop them
+        for service in dovecot postfix memcached; do
             case "$missing " in *" $service"*) ;; *) continue ;; esac
             if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then
                 now=""
                 [ -d /run/systemd/system ] && now="--now" # systemd is running: stop it too
                 # shellcheck disable=SC2086 # no word when empty
                 $as_root systemctl disable $now --quiet "$service"
-                echo "disabled the machine's own $service service (netplay runs its own per mail host)"
+                echo "disabled the machine's own $service service (netplay runs its own per host)"
             fi
         done
     fi

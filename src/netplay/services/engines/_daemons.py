@@ -1,7 +1,8 @@
-"""What the engines that run a system daemon over a mail host's store share
-(Dovecot for ``pop3`` and ``imap``, Postfix for ``smtp``): the user the store
-belongs to while they run, whether this process may run them at all, and the
-users' passwords as Dovecot's passwd-file has them.
+"""What the engines that run a system daemon share: whether this process is
+in a rootless playground's user namespace; and for those over a mail host's
+store (Dovecot for ``pop3`` and ``imap``, Postfix for ``smtp``): the user
+the store belongs to while they run, whether this process may run them at
+all, and the users' passwords as Dovecot's passwd-file has them.
 
 Neither daemon opens a mailbox as root: their delivery and mail processes
 run as Debian's user ``mail``, to whom the store is given when one starts
@@ -26,19 +27,20 @@ AUTH_USER = "dovecot"  # Dovecot's auth process reads the password file
 PBKDF2_ROUNDS = 50_000
 
 
-def _uid_map_is_whole() -> bool:
-    """Whether this process sees every user of the machine (not a rootless map of one)."""
+def one_user_mapped() -> bool:
+    """Whether this process is in a rootless playground's user namespace, which
+    maps one user (its root: outside, the user who made the playground)."""
     try:
-        lines = Path("/proc/self/uid_map").read_text().split("\n")
+        lines = Path("/proc/self/uid_map").read_text().splitlines()
     except OSError:
-        return True
-    return lines[0].split() == ["0", "0", "4294967295"]
+        return False
+    return sum(int(line.split()[2]) for line in lines) == 1
 
 
 def needs_root(engine: str, instead: str) -> str | None:
     """Why ``engine`` cannot run as this process (one sentence, naming the engine to
     use ``instead``), or None if it can."""
-    if os.geteuid() == 0 and _uid_map_is_whole():
+    if os.geteuid() == 0 and not one_user_mapped():
         return None
     return (
         f"the {engine} engine needs netplay run as root, since {engine.capitalize()} opens "
