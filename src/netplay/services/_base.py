@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -155,6 +155,13 @@ class Engine:
                 field=where,
             )
 
+    def preload(self, contexts: Sequence[Context]) -> None:
+        """Prepare, once, in the process that forks the runners, before it
+        forks them, what the servers of ``contexts`` (all this engine's) need:
+        modules to import, accounts to check (:mod:`netplay.accounts`).  The
+        runners and their servers then share it (copy-on-write) rather than
+        each doing it.  Nothing by default."""
+
     def start(self, ctx: Context) -> Start:
         raise NotImplementedError
 
@@ -165,6 +172,15 @@ class Engine:
     def listens(self, ctx: Context) -> list[str]:
         """Where it listens, as ``tcp/80`` and ``udp/53``."""
         return [f"tcp/{port}" for port in self.ports(ctx)]
+
+
+def ensure_accounts(contexts: Sequence[Context]) -> None:
+    """The preload of an engine that logs users in: each host's accounts,
+    checked and written once, before the runners fork (:mod:`netplay.accounts`)."""
+    from netplay.accounts import Accounts
+
+    for ctx in contexts:
+        Accounts.ensure(ctx.data, ctx.topology.users)
 
 
 class HealthError(ServiceError):

@@ -66,8 +66,14 @@ def start_all(
     did not become healthy.
     """
     reports: dict[int, Context] = {}
+    declared = contexts(topology, store, paths.service_data)
+    by_engine: dict[int, tuple[Engine, list[Context]]] = {}
+    for ctx, engine in declared:
+        by_engine.setdefault(id(engine), (engine, []))[1].append(ctx)
+    for engine, theirs in by_engine.values():
+        engine.preload(theirs)
     try:
-        for ctx, engine in contexts(topology, store, paths.service_data):
+        for ctx, engine in declared:
             pid, report = runner.spawn(ctx, engine, paths)
             runners[ctx.id] = process(pid)
             reports[report] = ctx

@@ -14,11 +14,11 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
-from netplay.services._base import Context, Engine, Start
+from netplay.services._base import Context, Engine, Start, ensure_accounts
 from netplay.services._connections import Connections
 
 MAX_CONNECTIONS = 256
@@ -71,6 +71,9 @@ class MailboxEngine(Engine):
             "max_connections": int(ctx.option("max_connections", MAX_CONNECTIONS)),
             "max_per_client": int(ctx.option("max_per_client", MAX_PER_CLIENT)),
         }
+
+    def preload(self, contexts: Sequence[Context]) -> None:
+        ensure_accounts(contexts)
 
     def start(self, ctx: Context) -> Start:
         settings = self.settings(ctx)

@@ -48,12 +48,12 @@ import re
 import secrets
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from netplay.errors import TopologyError
-from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._base import Context, Engine, HealthError, Start, ensure_accounts
 from netplay.services._connections import Connections
 from netplay.services._registry import register
 
@@ -646,6 +646,9 @@ class SmtpEngine(Engine):
                 f"port {min(both)} cannot be both submission (STARTTLS) and implicit TLS",
                 field=f"{where}.tls",
             )
+
+    def preload(self, contexts: Sequence[Context]) -> None:
+        ensure_accounts(contexts)
 
     def start(self, ctx: Context) -> Start:
         submission, tls = self._roles(ctx)
