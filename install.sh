@@ -23,7 +23,7 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached"
+        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;

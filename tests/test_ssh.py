@@ -1,0 +1,633 @@
+"""The ssh engine with real clients: OpenSSH's ssh, scp and sftp, paramiko and asyncssh.
+
+A playground of three hosts: ``server`` runs ssh and is on two LANs, ``client``
+on one, ``web`` (an echo service) on the other, so that ``client`` reaches
+``web`` only through an SSH forward.  The machine's ``root`` is declared as a
+playground user here (the topology refuses it, so this module lifts that
+rule while it builds), so that sessions have an account in the host whatever
+else the host has; tests of ``brandon`` skip until the host's /etc has him.
+Every program runs inside the ``client`` host, with the host key checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _net import run_json
+from netplay import Playground, ServiceState
+from netplay.topology import User, loads
+
+pytestmark = pytest.mark.needs_playground
+
+SERVER, CLIENT, WEB = "10.9.0.1", "10.9.0.2", "10.8.0.3"
+IDENT = "server/ssh"
+PASSWORD = "s3cret-root"
+LOGIN_TIMEOUT_S = 10  # room for six wrong passwords, a second each
+KEY = "/tmp/ssh-test-key"
+KNOWN_HOSTS = "/tmp/ssh-test-known-hosts"
+TOPOLOGY = f"""
+name = "sshtest"
+domain = "sshtest.test"
+
+[hosts.server]
+services = [{{ kind = "ssh", login_timeout = {LOGIN_TIMEOUT_S} }}]
+
+[hosts.client]
+
+[hosts.web]
+services = [{{ kind = "echo" }}]
+
+[lans.front.hosts]
+server = ["{SERVER}/24"]
+client = ["{CLIENT}/24"]
+
+[lans.back.hosts]
+server = ["10.8.0.1/24"]
+web = ["{WEB}/24"]
+
+[users.brandon]
+password = "abc123"
+"""
+
+
+@dataclasses.dataclass
+class Setup:
+    pg: Playground
+    key: str  # the client's private key, OpenSSH format
+    host_key: str  # the server's Ed25519 public key line
+
+
+@pytest.fixture(scope="module")
+def ssh(_netplay_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """The playground, the client's key pair in its topology, the known host key in
+    the client host; down after the module."""
+    from netplay.topology import _check
+
+    where = tmp_path_factory.mktemp("ssh")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / "id")], check=True
+    )
+    public = (where / "id.pub").read_text().strip()
+    topology = loads(TOPOLOGY, source="test_ssh")
+    root = User(name="root", password=PASSWORD, keys=(public,))
+    brandon = dataclasses.replace(topology.users[0], keys=(public,))
+    topology = dataclasses.replace(topology, users=(root, brandon))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_check, "SYSTEM_USERS", _check.SYSTEM_USERS - {"root"})
+        pg = _netplay_session.fresh(topology, True)
+    try:
+        host_key = pg.paths.service_data / "server" / "ssh" / "ssh_host_ed25519_key.pub"
+        line = host_key.read_text().strip()
+        key = (where / "id").read_text()
+        write = "import sys, os; open(sys.argv[1], 'w').write(sys.stdin.read()); " + (
+            "os.chmod(sys.argv[1], 0o600)"
+        )
+        client = pg.host("client")
+        client.run(["python3", "-c", write, KEY], input=key, check=True)
+        client.run(["python3", "-c", write, KNOWN_HOSTS], input=f"{SERVER} {line}\n", check=True)
+        yield Setup(pg, key, line)
+    finally:
+        _netplay_session.release(pg)
+
+
+OPENSSH = [
+    "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "ConnectTimeout=10",
+    "-i", KEY,
+]  # fmt: skip
+
+
+def _ssh(
+    setup: Setup, *argv: str, user: str = "root", timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return setup.pg.host("client").run(
+        ["ssh", *OPENSSH, f"{user}@{SERVER}", *argv], timeout=timeout, input=input
+    )
+
+
+def _python(setup: Setup, source: str, *args: object, timeout: float = 180) -> Any:
+    return run_json(setup.pg.host("client"), textwrap.dedent(source), *args, timeout=timeout)
+
+
+def _unchanged(setup: Setup) -> None:
+    now = setup.pg.service(IDENT)
+    assert (now.state, now.restarts) == (ServiceState.RUNNING, 0), "".join(
+        setup.pg.logs(IDENT, lines=30)
+    )
+
+
+def _has_brandon(setup: Setup) -> None:
+    found = setup.pg.host("server").run(["getent", "passwd", "brandon"])
+    if found.returncode != 0:
+        pytest.skip("brandon has no account in the server host's /etc/passwd yet")
+
+
+# -- logging in and running commands -------------------------------------
+
+
+def test_openssh_key_login_runs_a_command_with_its_status_output_and_environment(
+    ssh: Setup,
+) -> None:
+    done = _ssh(
+        ssh,
+        "-o", "SetEnv=GREETING=hello",
+        'echo "$(id -un) $HOME $GREETING ${SSH_CONNECTION%% *}"; pwd; echo oops >&2; exit 3',
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == [f"root /root hello {CLIENT}", "/root"]
+    assert "oops" in done.stderr
+    assert "logged in from" in "".join(ssh.pg.logs(IDENT, lines=50))
+
+
+def test_a_key_not_in_the_topology_is_refused(ssh: Setup) -> None:
+    other = "/tmp/ssh-test-other-key"
+    client = ssh.pg.host("client")
+    client.run(["rm", "-f", other, f"{other}.pub"])
+    client.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
+    argv = ["ssh", *OPENSSH[:-2], "-i", other, f"root@{SERVER}", "true"]
+    done = client.run(argv, timeout=60)
+    assert done.returncode == 255 and "Permission denied" in done.stderr
+
+
+def test_a_changed_host_key_is_refused_by_openssh(ssh: Setup) -> None:
+    client = ssh.pg.host("client")
+    wrong = "/tmp/ssh-test-wrong-known-hosts"
+    other = "/tmp/ssh-test-hostkey"
+    client.run(["rm", "-f", other, f"{other}.pub"])
+    client.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
+    line = client.run(["cat", f"{other}.pub"], check=True).stdout
+    client.run(["sh", "-c", f"echo '{SERVER} {line.strip()}' > {wrong}"], check=True)
+    argv = [
+        "ssh",
+        "-o",
+        f"UserKnownHostsFile={wrong}",
+        *OPENSSH,
+        f"root@{SERVER}",
+        "true",
+    ]  # first wins
+    done = client.run(argv, timeout=60)
+    assert done.returncode == 255 and "HOST IDENTIFICATION HAS CHANGED" in done.stderr
+
+
+PARAMIKO_PASSWORD = r"""
+import json, sys, paramiko
+server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
+client = paramiko.SSHClient()
+client.load_host_keys(known)
+client.set_missing_host_key_policy(paramiko.RejectPolicy())
+client.connect(server, username="root", password=password, look_for_keys=False,
+               allow_agent=False, timeout=10)
+_in, out, err = client.exec_command("echo $USER; cat /etc/hostname; exit 42")
+text = out.read().decode()
+print(json.dumps({"out": text, "status": out.channel.recv_exit_status()}))
+client.close()
+"""
+
+
+def test_paramiko_password_login_with_the_host_key_checked(ssh: Setup) -> None:
+    got = _python(ssh, PARAMIKO_PASSWORD, SERVER, KNOWN_HOSTS, PASSWORD)
+    assert got == {"out": "root\nserver\n", "status": 42}
+
+
+ASYNCSSH_PTY = r"""
+import asyncio, json, sys, asyncssh
+server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
+
+async def read_until(stream, text, got):
+    while text not in got[0]:
+        got[0] += await asyncio.wait_for(stream.read(4096), 10)
+
+async def main():
+    async with asyncssh.connect(server, username="root", password=password, client_keys=None,
+                                known_hosts=known) as conn:
+        proc = await conn.create_process(term_type="xterm", term_size=(100, 30))
+        got = [""]
+        await read_until(proc.stdout, "#", got)  # the prompt
+        proc.stdin.write("stty size; echo TERM=$TERM; tty\n")
+        await read_until(proc.stdout, "/dev/pts/", got)
+        proc.change_terminal_size(132, 43)
+        proc.stdin.write("stty size\n")
+        await read_until(proc.stdout, "43 132", got)
+        proc.stdin.write("exit 7\n")
+        await proc.wait_closed()
+        sleeper = await conn.create_process("sleep 60")
+        await asyncio.sleep(0.5)
+        sleeper.send_signal("TERM")
+        await sleeper.wait_closed()
+        print(json.dumps({"out": got[0], "status": proc.exit_status,
+                          "signal": sleeper.exit_signal[0] if sleeper.exit_signal else None}))
+
+asyncio.run(main())
+"""
+
+
+def test_an_interactive_shell_on_a_pty_with_window_size_and_signals(ssh: Setup) -> None:
+    got = _python(ssh, ASYNCSSH_PTY, SERVER, KNOWN_HOSTS, PASSWORD)
+    assert "root@server" in got["out"], got  # bash's prompt, from root's login shell
+    assert "30 100" in got["out"] and "TERM=xterm" in got["out"]
+    assert got["status"] == 7 and got["signal"] == "TERM"
+
+
+def test_openssh_with_a_pty_runs_a_login_shell(ssh: Setup) -> None:
+    done = _ssh(ssh, "-tt", input="echo MARK-$((6*7)); exit 5\n")
+    assert done.returncode == 5, done.stderr
+    assert "MARK-42" in done.stdout
+
+
+# -- files ------------------------------------------------------------------
+
+MAKE_FILE = r"""
+import hashlib, json, os, random, sys
+data = random.Random(sys.argv[2]).randbytes(int(sys.argv[3]))
+open(sys.argv[1], "wb").write(data)
+print(json.dumps(hashlib.sha256(data).hexdigest()))
+"""
+HASH = r"""
+import hashlib, json, sys
+print(json.dumps([hashlib.sha256(open(p, "rb").read()).hexdigest() for p in sys.argv[1:]]))
+"""
+SIZE = 20 * 1000 * 1000
+
+
+def test_openssh_sftp_puts_and_gets_20_mb_byte_for_byte_and_renames_links_removes(
+    ssh: Setup,
+) -> None:
+    client, server = ssh.pg.host("client"), ssh.pg.host("server")
+    digest = _python(ssh, MAKE_FILE, "/tmp/big", "sftp", SIZE)
+    server.run(["rm", "-rf", "/tmp/sftp"], check=True)
+    batch = textwrap.dedent("""\
+        mkdir /tmp/sftp
+        cd /tmp/sftp
+        put /tmp/big big
+        get big /tmp/big.back
+        rename big big2
+        symlink big2 link
+        mkdir sub
+        ls -l
+        rmdir sub
+        rm link
+        """)
+    argv = ["sftp", *OPENSSH, "-b", "-", f"root@{SERVER}"]
+    done = client.run(argv, input=batch, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _python(ssh, HASH, "/tmp/big.back") == [digest]
+    listing = done.stdout
+    assert "big2" in listing and "link" in listing and "sub" in listing
+    assert server.run(["ls", "/tmp/sftp"], check=True).stdout.split() == ["big2"]
+    assert run_json(server, HASH, "/tmp/sftp/big2") == [digest]
+
+
+def test_openssh_sftp_resumes_a_put_and_a_get(ssh: Setup) -> None:
+    client, server = ssh.pg.host("client"), ssh.pg.host("server")
+    digest = _python(ssh, MAKE_FILE, "/tmp/resume", "resume", 3_000_000)
+    server.run(["sh", "-c", "rm -rf /tmp/r && mkdir /tmp/r"], check=True)
+    client.run(["rm", "-f", "/tmp/resume.back"], check=True)
+    batch = "put /tmp/resume /tmp/r/file\nget /tmp/r/file /tmp/resume.back\n"
+    argv = ["sftp", *OPENSSH, "-b", "-", f"root@{SERVER}"]
+    assert client.run(argv, input=batch, timeout=60).returncode == 0
+    server.run(["truncate", "-s", "1000000", "/tmp/r/file"], check=True)
+    client.run(["truncate", "-s", "1234567", "/tmp/resume.back"], check=True)
+    batch = "reput /tmp/resume /tmp/r/file\nreget /tmp/r/file /tmp/resume.back\n"
+    done = client.run(argv, input=batch, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert run_json(server, HASH, "/tmp/r/file") == [digest]
+    assert _python(ssh, HASH, "/tmp/resume.back") == [digest]
+
+
+PARAMIKO_SFTP = r"""
+import json, stat, sys, paramiko
+server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
+client = paramiko.SSHClient()
+client.load_host_keys(known)
+client.set_missing_host_key_policy(paramiko.RejectPolicy())
+client.connect(server, username="root", password=password, look_for_keys=False, allow_agent=False)
+sftp = client.open_sftp()
+base = "/tmp/paramiko"
+try:
+    sftp.mkdir(base)
+except OSError:
+    pass
+with sftp.open(f"{base}/a", "w") as f:
+    f.write(b"x" * 1000)
+with sftp.open(f"{base}/a", "a") as f:  # resume: append the rest
+    f.write(b"y" * 500)
+sftp.rename(f"{base}/a", f"{base}/b")
+sftp.symlink("b", f"{base}/c")
+sftp.mkdir(f"{base}/d")
+result = {
+    "size": sftp.stat(f"{base}/b").st_size,
+    "link": sftp.readlink(f"{base}/c"),
+    "islink": stat.S_ISLNK(sftp.lstat(f"{base}/c").st_mode),
+    "dir": stat.S_ISDIR(sftp.stat(f"{base}/d").st_mode),
+    "list": sorted(sftp.listdir(base)),
+    "cwd": sftp.normalize("."),
+}
+with sftp.open(f"{base}/b") as f:
+    f.seek(995)
+    result["tail"] = f.read(10).decode()
+sftp.remove(f"{base}/c")
+sftp.remove(f"{base}/b")
+sftp.rmdir(f"{base}/d")
+result["after"] = sftp.listdir(base)
+try:
+    sftp.stat(f"{base}/nothing")
+except FileNotFoundError:
+    result["missing"] = True
+print(json.dumps(result))
+"""
+
+
+def test_paramiko_sftp_stat_listdir_rename_symlink_remove_and_append(ssh: Setup) -> None:
+    got = _python(ssh, PARAMIKO_SFTP, SERVER, KNOWN_HOSTS, PASSWORD)
+    assert got == {
+        "size": 1500,
+        "link": "b",
+        "islink": True,
+        "dir": True,
+        "list": ["b", "c", "d"],
+        "cwd": "/root",
+        "tail": "xxxxxyyyyy",
+        "after": [],
+        "missing": True,
+    }
+
+
+@pytest.mark.parametrize("mode", ["sftp", "legacy"])
+def test_scp_copies_both_ways(ssh: Setup, mode: str) -> None:
+    client, server = ssh.pg.host("client"), ssh.pg.host("server")
+    digest = _python(ssh, MAKE_FILE, "/tmp/scp", mode, 2_000_000)
+    flags = ["-O"] if mode == "legacy" else []
+    there = f"/tmp/scp-{mode}"
+    up = client.run(["scp", *flags, *OPENSSH, "/tmp/scp", f"root@{SERVER}:{there}"], timeout=60)
+    assert up.returncode == 0, up.stderr
+    assert run_json(server, HASH, there) == [digest]
+    down = client.run(
+        ["scp", *flags, *OPENSSH, f"root@{SERVER}:{there}", f"{there}.back"], timeout=60
+    )
+    assert down.returncode == 0, down.stderr
+    assert _python(ssh, HASH, f"{there}.back") == [digest]
+
+
+# -- forwarding -------------------------------------------------------------
+
+
+def test_openssh_forwards_to_a_host_the_client_cannot_reach(ssh: Setup) -> None:
+    client = ssh.pg.host("client")
+    probe = f"import socket; socket.create_connection(('{WEB}', 7), timeout=2)"
+    assert client.run(["python3", "-c", probe], timeout=30).returncode != 0
+    done = _ssh(ssh, "-W", f"{WEB}:7", input="through the tunnel\n")  # direct-tcpip
+    assert done.stdout == "through the tunnel\n", done.stderr
+
+
+ASYNCSSH_FORWARD = r"""
+import asyncio, json, sys, asyncssh
+server, known, password, web = sys.argv[1:5]
+
+async def main():
+    async with asyncssh.connect(server, username="root", password=password, client_keys=None,
+                                known_hosts=known) as conn:
+        local = await conn.forward_local_port("127.0.0.1", 0, web, 7)
+        reader, writer = await asyncio.open_connection("127.0.0.1", local.get_port())
+        writer.write(b"local forward\n")
+        echoed = (await asyncio.wait_for(reader.readline(), 10)).decode()
+        writer.close()
+
+        async def answer(r, w):
+            w.write(b"remote " + await r.readline())
+            await w.drain()
+            w.close()
+
+        mine = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = mine.sockets[0].getsockname()[1]
+        remote = await conn.forward_remote_port("", 0, "127.0.0.1", port)
+        ask = ("import socket; s = socket.create_connection(('127.0.0.1', %d), timeout=10); "
+               "s.sendall(b'hello\\n'); print(s.makefile().readline().strip())" % remote.get_port())
+        result = await conn.run(f'python3 -c "{ask}"', timeout=30)
+        print(json.dumps({"local": echoed, "remote": result.stdout.strip(),
+                          "status": result.exit_status, "bound": remote.get_port() > 0}))
+
+asyncio.run(main())
+"""
+
+
+def test_asyncssh_forwards_local_and_remote_ports(ssh: Setup) -> None:
+    got = _python(ssh, ASYNCSSH_FORWARD, SERVER, KNOWN_HOSTS, PASSWORD, WEB)
+    assert got == {
+        "local": "local forward\n",
+        "remote": "remote hello",
+        "status": 0,
+        "bound": True,
+    }
+
+
+# -- brandon (the host's own /etc) -------------------------------------------
+
+
+def test_brandon_logs_in_with_his_password_and_runs_as_himself(ssh: Setup) -> None:
+    _has_brandon(ssh)
+    got = _python(
+        ssh, PARAMIKO_PASSWORD.replace('"root"', '"brandon"'), SERVER, KNOWN_HOSTS, "abc123"
+    )
+    assert got == {"out": "brandon\nserver\n", "status": 42}
+    done = _ssh(ssh, "id -un; pwd; touch /root/nope", user="brandon")
+    assert done.stdout.splitlines()[:2] == ["brandon", "/home/brandon"], done.stderr
+    assert done.returncode != 0 and "Permission denied" in done.stderr
+
+
+def test_brandon_sftp_has_his_permissions(ssh: Setup) -> None:
+    _has_brandon(ssh)
+    client = ssh.pg.host("client")
+    argv = ["sftp", *OPENSSH, "-b", "-", f"brandon@{SERVER}"]
+    done = client.run(argv, input="put /etc/hostname mine\n", timeout=60)
+    assert done.returncode == 0, done.stderr
+    owner = ssh.pg.host("server").run(["stat", "-c", "%U", "/home/brandon/mine"], check=True)
+    assert owner.stdout == "brandon\n"
+    refused = client.run(argv, input="put /etc/hostname /root/not-his\n", timeout=60)
+    assert refused.returncode != 0
+
+
+def test_brandon_s_authorized_keys_in_the_host_let_a_key_in_unless_others_may_write_it(
+    ssh: Setup,
+) -> None:
+    _has_brandon(ssh)
+    client, server = ssh.pg.host("client"), ssh.pg.host("server")
+    other = "/tmp/ssh-test-brandon-key"
+    client.run(["rm", "-f", other, f"{other}.pub"])
+    client.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
+    public = client.run(["cat", f"{other}.pub"], check=True).stdout
+    keys = "/home/brandon/.ssh/authorized_keys"
+    add = f"mkdir -p /home/brandon/.ssh && cat >> {keys} && chown -R brandon: /home/brandon/.ssh"
+    server.run(["sh", "-c", add], input=public, check=True)
+    argv = ["ssh", *OPENSSH[:-2], "-i", other, f"brandon@{SERVER}", "id -un"]
+    assert client.run(argv, timeout=60).stdout == "brandon\n"
+    server.run(["chmod", "g+w", keys], check=True)
+    try:
+        refused = client.run(argv, timeout=60)
+    finally:
+        server.run(["chmod", "g-w", keys], check=True)
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+
+
+# -- hostile clients ----------------------------------------------------------
+
+WRONG_PASSWORDS = r"""
+import json, sys, time, paramiko
+server, known, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+transport = paramiko.Transport((server, 22))
+transport.connect()
+started, tries, ended = time.monotonic(), 0, ""
+while tries < count:
+    try:
+        transport.auth_password("root", f"wrong{tries}")
+    except paramiko.AuthenticationException:
+        tries += 1
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        ended = type(exc).__name__
+        break
+print(json.dumps({"tries": tries, "seconds": time.monotonic() - started, "ended": ended,
+                  "active": transport.is_active()}))
+"""
+
+
+def test_wrong_passwords_are_slowed_and_end_the_connection_after_six(ssh: Setup) -> None:
+    got = _python(ssh, WRONG_PASSWORDS, SERVER, KNOWN_HOSTS, 20)
+    assert got["tries"] in (5, 6) and got["ended"] and not got["active"], got
+    assert got["seconds"] >= 5, "each wrong password costs a second"
+    assert "failed password for 'root'" in "".join(ssh.pg.logs(IDENT, lines=50))
+    _unchanged(ssh)
+
+
+HAMMER = r"""
+import sys, paramiko
+print("hammering", flush=True)
+while True:
+    transport = paramiko.Transport((sys.argv[1], 22))
+    try:
+        transport.connect()
+        while True:
+            try:
+                transport.auth_password("root", "wrong")
+            except paramiko.AuthenticationException:
+                pass
+    except (paramiko.SSHException, EOFError, OSError):
+        transport.close()
+"""
+
+
+def test_a_wrong_password_loop_does_not_keep_others_out(ssh: Setup, spawn: Any) -> None:
+    hammers = [
+        spawn(ssh.pg.host("client"), [sys.executable, "-c", HAMMER, SERVER]) for _ in range(4)
+    ]
+    time.sleep(2)  # let them be at it (no readiness to wait for: they never succeed)
+    started = time.monotonic()
+    done = _ssh(ssh, "echo served")
+    assert done.stdout == "served\n", done.stderr
+    assert time.monotonic() - started < 10
+    for hammer in hammers:
+        assert hammer.running
+        hammer.stop()
+    _unchanged(ssh)
+
+
+GARBAGE = r"""
+import json, os, socket, struct, sys
+server, what = sys.argv[1], sys.argv[2]
+s = socket.create_connection((server, 22), timeout=10)
+banner = s.recv(256)
+if what == "packets":  # a version, then packets whose lengths and padding lie
+    s.sendall(b"SSH-2.0-hostile\r\n")
+    for size in (0xFFFFFFF0, 5, 1, 35000):
+        try:
+            s.sendall(struct.pack(">IB", size, 200) + os.urandom(64))
+        except OSError:
+            break
+elif what == "version":  # no version line at all
+    try:
+        s.sendall(os.urandom(300000).replace(b"\n", b"x"))
+    except OSError:  # closed before it all went: a fair answer
+        pass
+s.settimeout(10)
+ended = ""
+try:
+    while s.recv(65536):
+        pass
+    ended = "closed"
+except OSError as exc:
+    ended = type(exc).__name__
+print(json.dumps({"banner": banner.startswith(b"SSH-2.0-"), "ended": ended}))
+"""
+
+
+@pytest.mark.parametrize("what", ["packets", "version"])
+def test_malformed_input_ends_that_connection_only(ssh: Setup, what: str) -> None:
+    got = _python(ssh, GARBAGE, SERVER, what)
+    assert got["banner"] and got["ended"] in ("closed", "ConnectionResetError"), got
+    assert _ssh(ssh, "echo still").stdout == "still\n"
+    _unchanged(ssh)
+
+
+IDLE = r"""
+import socket, sys, time
+held = [socket.create_connection((sys.argv[1], 22), timeout=10) for _ in range(int(sys.argv[2]))]
+print("holding", len(held), flush=True)
+time.sleep(120)
+"""
+SLOWLORIS = r"""
+import json, socket, sys, time
+s = socket.create_connection((sys.argv[1], 22), timeout=30)
+started = time.monotonic()
+try:
+    for byte in b"SSH-2.0-" + b"x" * 200:
+        s.sendall(bytes([byte]))
+        time.sleep(0.5)
+    ended = "never"
+except OSError as exc:
+    ended = type(exc).__name__
+print(json.dumps({"ended": ended, "after": time.monotonic() - started}))
+"""
+
+
+def test_many_idle_connections_do_not_keep_others_out(ssh: Setup, spawn: Any) -> None:
+    idle = spawn(ssh.pg.host("client"), ["python3", "-c", IDLE, SERVER, "300"], timeout=60)
+    assert idle.first_line == "holding 300"
+    done = ssh.pg.host("server").run(
+        ["ssh", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
+         *OPENSSH[:-2], "-o", "PasswordAuthentication=no", f"root@{SERVER}", "true"],
+        timeout=30,
+    )  # fmt: skip
+    assert "Permission denied" in done.stderr  # it was served: no key there, so refused
+    assert _ssh(ssh, "echo served").stdout == "served\n"
+    idle.stop()
+    _unchanged(ssh)
+
+
+def test_a_slowloris_client_is_cut_off_at_the_login_timeout(ssh: Setup) -> None:
+    got = _python(ssh, SLOWLORIS, SERVER)
+    assert got["ended"] != "never" and got["after"] < LOGIN_TIMEOUT_S + 5, got
+    _unchanged(ssh)
+
+
+# -- host keys and health -------------------------------------------------------
+
+
+def test_host_keys_are_kept_private_and_survive_a_restart(ssh: Setup) -> None:
+    directory = Path(ssh.pg.paths.service_data / "server" / "ssh")
+    for name in ("ssh_host_ed25519_key", "ssh_host_ecdsa_key"):
+        assert (directory / name).stat().st_mode & 0o777 == 0o600
+    before = ssh.pg.service(IDENT)
+    ssh.pg.control(IDENT, "restart")
+    assert (directory / "ssh_host_ed25519_key.pub").read_text().strip() == ssh.host_key
+    assert _ssh(ssh, "true").returncode == 0
+    assert ssh.pg.service(IDENT).pid != before.pid
