@@ -23,6 +23,7 @@ from netplay.protocols import (
     zen,
 )
 from netplay.protocols.zen import Answer, ClientConnection, Question, ServerConnection, ZenError
+from netplay.testing import wait_until
 from netplay.topology import loads
 
 TABLE = [*zen.aphorisms().items(), (b"Tabs are better than?", zen.UNKNOWN)]
@@ -275,3 +276,19 @@ def test_inetd_style_in_both_modes(playground: Playground) -> None:
     nowait = _client(playground, "www", 1071, connections=10, questions=20)
     wait = _client(playground, "www", 1072, connections=1, questions=50)
     assert nowait["answered"] == 200 and wait["answered"] == 50
+
+
+@pytest.mark.parametrize("service, port", [("ftp/zen", 1060), ("ftp/zen-wait", 1061)])
+def test_the_book_s_zen_under_inetd_logs_a_client_behind_nat_by_its_modem(
+    book: Playground, service: str, port: int
+) -> None:
+    """The server-architecture chapter's inetd servers on ftp: h1's address, as
+    ftp sees it, is modemA's outside one (10.25.1.65), never its own."""
+    result = _client(book, "ftp", port, connections=2, questions=5)
+    assert result["answered"] == 10 and result["wrong"] == 0
+    logged = wait_until(
+        lambda: [line for line in book.logs(service) if "a client at 10.25.1.65" in line],
+        timeout=10,
+        what=f"h1's connections in the log of {service}",
+    )
+    assert logged and not any("192.168.1.11" in line for line in book.logs(service))

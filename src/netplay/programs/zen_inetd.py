@@ -4,13 +4,15 @@ In ``nowait`` mode the service layer accepts each connection and runs this
 program with the connection as its stdin and stdout: it converses with
 that one client and exits.  In ``wait`` mode (``--wait``) it is handed the
 listening socket itself and accepts clients on it, one after another,
-until it has served ``--clients`` of them.  A topology declares it so:
+until it has served ``--clients`` of them.  Each client's address and port
+go to stderr, which is the service's log.  The book declares it on ftp in
+both modes, as the server-architecture chapter uses it:
 
-    [[hosts.www.services]]
+    [[hosts.ftp.services]]
     kind = "inetd"
     name = "zen"
-    ports = [1071]
-    command = ["python3", "-m", "netplay.programs.zen_inetd"]
+    ports = [1060]
+    module = "netplay.programs.zen_inetd"
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=100, help="in wait mode: then exit")
     args = parser.parse_args(argv)
 
+    def serve(conn: socket.socket) -> None:
+        host, port = conn.getpeername()[:2]
+        print(f"zen_inetd: a client at {host} port {port}", file=sys.stderr, flush=True)
+        handle(conn)
+
     def body() -> None:
         sock = socket.socket(fileno=sys.stdin.fileno())
         if not args.wait:
-            handle(sock)
+            serve(sock)
             return
         for _ in range(args.clients):
-            handle(sock.accept()[0])
+            serve(sock.accept()[0])
 
     return run("zen_inetd", body)
 

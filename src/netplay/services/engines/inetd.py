@@ -1,6 +1,9 @@
 """The ``inetd`` kind, built in: a command per connection, as inetd runs one.
 
-Options: ``command`` (an argv list), ``family`` and ``mode``:
+Options: ``command`` (an argv list) or ``module`` (a Python module, run
+with netplay's own interpreter as ``python -m MODULE``, followed by
+``args``: what a topology file can name without knowing where Python and
+netplay are installed), ``family`` and ``mode``:
 
 - ``family``: as inetd.conf says it: ``tcp`` (IPv4), ``tcp6`` (IPv6), or
   ``tcp46`` (the default: both, as two listening sockets, one per family).
@@ -24,6 +27,7 @@ ucspi-tcp's tcpserver sets them).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import select
 import shutil
@@ -132,6 +136,8 @@ def _wait(listeners: Sequence[socket.socket], command: list[str]) -> None:
 class InetdEngine(Engine):
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
         "command": list,
+        "module": str,
+        "args": list,
         "mode": str,
         "family": str,
         "max_children": int,
@@ -143,10 +149,23 @@ class InetdEngine(Engine):
 
     def check(self, ctx: Context, where: str) -> None:
         super().check(ctx, where)
-        command = ctx.option("command", None)
+        module = ctx.option("module", None)
+        if module is not None:
+            if ctx.option("command", None) is not None:
+                raise TopologyError(
+                    "an inetd service has a command or a module, not both", field=where
+                )
+            if importlib.util.find_spec(module) is None:
+                raise TopologyError(f"there is no module {module!r}", field=f"{where}.module")
+            if not all(isinstance(word, str) for word in ctx.option("args", [])):
+                raise TopologyError("args is a list of strings", field=f"{where}.args")
+            command = self._command(ctx)
+        else:
+            command = ctx.option("command", None)
         if not command or not all(isinstance(word, str) for word in command):
             raise TopologyError(
-                "an inetd service needs a command: a list of strings", field=f"{where}.command"
+                "an inetd service needs a command (a list of strings) or a module",
+                field=f"{where}.command",
             )
         if shutil.which(command[0]) is None:  # the hosts have the machine's programs
             raise TopologyError(f"there is no program {command[0]!r}", field=f"{where}.command")
@@ -165,6 +184,12 @@ class InetdEngine(Engine):
         if len(self.ports(ctx)) != 1:
             raise TopologyError("an inetd service listens on one port", field=f"{where}.ports")
 
+    def _command(self, ctx: Context) -> list[str]:
+        module = ctx.option("module", None)
+        if module is None:
+            return list(ctx.option("command", []))
+        return [sys.executable, "-m", module, *ctx.option("args", [])]
+
     def _addresses(self, ctx: Context) -> list[str]:
         """The host's addresses of the service's families, IPv4 first."""
         families = FAMILIES[ctx.option("family", "tcp46")]
@@ -174,7 +199,7 @@ class InetdEngine(Engine):
 
     def start(self, ctx: Context) -> Start:
         port = self.ports(ctx)[0]
-        command = list(ctx.option("command", []))
+        command = self._command(ctx)
         mode = ctx.option("mode", "nowait")
         families = FAMILIES[ctx.option("family", "tcp46")]
         limit = int(ctx.option("max_children", MAX_CHILDREN))
