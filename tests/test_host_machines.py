@@ -127,6 +127,17 @@ def test_kept_layers_outlive_down_and_fresh_ones_do_not() -> None:
 # -- the accounts' files, without a playground ------------------------------------
 
 
+@pytest.fixture
+def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The machine's /etc as the accounts' code reads it: a small one of the test's."""
+    from netplay.hosts import _users
+
+    etc = tmp_path / "machine"
+    _passwd(etc, ["root:x:0:0:root:/root:/bin/bash"])
+    monkeypatch.setattr(_users, "MACHINE_ETC", etc)
+    return etc
+
+
 def _passwd(etc: Path, rows: list[str]) -> None:
     etc.mkdir(parents=True, exist_ok=True)
     (etc / "passwd").write_text("".join(r + "\n" for r in rows))
@@ -135,7 +146,9 @@ def _passwd(etc: Path, rows: list[str]) -> None:
     (etc / "gshadow").write_text("root:*::\n")
 
 
-def test_a_new_user_gets_the_first_number_no_user_or_group_has(tmp_path: Path) -> None:
+def test_a_new_user_gets_the_first_number_no_user_or_group_has(
+    tmp_path: Path, machine: Path
+) -> None:
     _passwd(tmp_path / "etc", ["root:x:0:0:root:/root:/bin/bash", "c:x:1000:1000::/home/c:/bin/sh"])
     add_users(tmp_path, [User(name="ann", password="pw")], Hashes(), own_ids=False)
     passwd = (tmp_path / "etc" / "passwd").read_text().splitlines()
@@ -146,7 +159,9 @@ def test_a_new_user_gets_the_first_number_no_user_or_group_has(tmp_path: Path) -
     assert oct((tmp_path / "etc" / "shadow").stat().st_mode & 0o777) == "0o640"
 
 
-def test_a_stored_hash_is_kept_while_the_password_is_the_same(tmp_path: Path) -> None:
+def test_a_stored_hash_is_kept_while_the_password_is_the_same(
+    tmp_path: Path, machine: Path
+) -> None:
     _passwd(tmp_path / "etc", ["root:x:0:0:root:/root:/bin/bash"])
     add_users(tmp_path, [User(name="ann", password="pw")], Hashes(), own_ids=False)
     shadow = tmp_path / "etc" / "shadow"
@@ -159,7 +174,9 @@ def test_a_stored_hash_is_kept_while_the_password_is_the_same(tmp_path: Path) ->
     assert names == ["root", "ann"]  # not added twice
 
 
-def test_a_user_the_host_has_keeps_its_entry_and_gets_the_password(tmp_path: Path) -> None:
+def test_a_user_the_host_has_keeps_its_entry_and_gets_the_password(
+    tmp_path: Path, machine: Path
+) -> None:
     entry = "ann:x:1500:1500:Ann:/srv/ann:/bin/sh"
     _passwd(tmp_path / "etc", ["root:x:0:0:root:/root:/bin/bash", entry])
     add_users(tmp_path, [User(name="ann", password="pw")], Hashes(), own_ids=False)
@@ -167,3 +184,18 @@ def test_a_user_the_host_has_keeps_its_entry_and_gets_the_password(tmp_path: Pat
     assert not (tmp_path / "home" / "ann").exists()
     stored = (tmp_path / "etc" / "shadow").read_text().splitlines()[-1].split(":")[1]
     assert stored.startswith("$y$") and stored != shadow_hash("pw")  # salted
+
+
+def test_the_machine_s_accounts_made_since_reach_the_host(tmp_path: Path, machine: Path) -> None:
+    """A package installed on the machine after the host's files were made (its
+    daemon's system user) is added to them; the host's own entries stay."""
+    own = tmp_path / "own"
+    _passwd(own / "etc", ["root:x:0:0:root:/root:/bin/zsh", "mine:x:1500:1500::/home/m:/bin/sh"])
+    (machine / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:107:65534::/run/sshd:/usr/sbin/nologin\n"
+        "clash:x:1500:1500::/:/bin/sh\n"
+    )
+    add_users(own, [User(name="ann", password="pw")], Hashes(), own_ids=False)
+    names = [line.split(":")[0] for line in (own / "etc" / "passwd").read_text().splitlines()]
+    assert names == ["root", "mine", "sshd", "ann"]  # clash's number is the host's own mine's
+    assert (own / "etc" / "passwd").read_text().startswith("root:x:0:0:root:/root:/bin/zsh")

@@ -13,8 +13,11 @@ machine: its own /etc and /home are only read.
 From then on the files are the host's own (a user added in it stays), and
 each ``up`` only makes sure the topology's users are in them: a missing
 account is added again, and a password is set to the topology's unless
-the one in /etc/shadow is already it.  A user the machine has too (root,
-say) keeps the machine's entry and gets the topology's password.
+the one in /etc/shadow is already it; and the machine's accounts the host
+lacks are added (a package installed on the machine since then, such as
+openssh-server, made a system user its daemon needs in every host).  A
+user the machine has too keeps the machine's entry and gets the
+topology's password.
 
 Passwords in /etc/shadow are yescrypt hashes (``$y$``, Debian's default),
 made by the system's libcrypt, which is what ``su``, ``login`` and sshd
@@ -88,16 +91,30 @@ def _is_hash_of(stored: str, password: str) -> bool:
     return _crypt(password, stored.encode()) == stored
 
 
-def _table(path: Path, fallback: Path) -> list[list[str]]:
-    """The lines of a colon-separated file (passwd, group, ...): the host's,
-    else the machine's, else none (rootless, /etc/shadow cannot be read)."""
-    for source in (path, fallback):
-        try:
-            text = source.read_text(encoding="utf-8", errors="surrogateescape")
-        except (FileNotFoundError, PermissionError):
-            continue
-        return [line.split(":") for line in text.splitlines() if line]
-    return []
+def _rows(path: Path) -> list[list[str]] | None:
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except (FileNotFoundError, PermissionError):  # rootless: /etc/shadow cannot be read
+        return None
+    return [line.split(":") for line in text.splitlines() if line]
+
+
+def _table(etc: Path, name: str) -> list[list[str]]:
+    """The lines of a colon-separated file of /etc (passwd, group, ...): the
+    host's, with the machine's entries it lacks added (a package installed
+    on the machine since adds its system user to the hosts too), else the
+    machine's."""
+    machine = _rows(MACHINE_ETC / name) or []
+    own = _rows(etc / name)
+    if own is None:
+        return machine
+    names = {row[0] for row in own}
+    numbers = {row[2] for row in own if len(row) > 2 and name in ("passwd", "group")}
+    for row in machine:
+        number = row[2] if len(row) > 2 and name in ("passwd", "group") else None
+        if row[0] not in names and number not in numbers:
+            own.append(row)
+    return own
 
 
 def _write(path: Path, rows: Sequence[Sequence[str]], mode: int) -> None:
@@ -146,10 +163,9 @@ def add_users(own: Path, users: Iterable[User], hashes: Hashes, *, own_ids: bool
     if not users:
         return
     etc = own / "etc"
-    passwd = _table(etc / "passwd", MACHINE_ETC / "passwd")
-    group = _table(etc / "group", MACHINE_ETC / "group")
-    shadow = _table(etc / "shadow", MACHINE_ETC / "shadow")
-    gshadow = _table(etc / "gshadow", MACHINE_ETC / "gshadow")
+    passwd, group, shadow, gshadow = (
+        _table(etc, name) for name in ("passwd", "group", "shadow", "gshadow")
+    )
     days = str(int(time.time() // 86400))
     for user in users:
         entry = next((row for row in passwd if row[0] == user.name), None)
