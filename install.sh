@@ -23,7 +23,7 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client"
+        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client openssh-server"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;
@@ -60,8 +60,10 @@ if command -v dpkg-query >/dev/null; then
             apt-get install -y -qq --no-install-recommends $missing >/dev/null
         # the daemons' packages start the machine's own service where services start
         # on install; netplay runs its own per host, never those: stop them
-        for service in dovecot postfix memcached; do
-            case "$missing " in *" $service"*) ;; *) continue ;; esac
+        # (only those installed now: a machine's own sshd that ran before stays)
+        for pair in dovecot:dovecot postfix:postfix memcached:memcached openssh-server:ssh; do
+            service=${pair#*:}
+            case "$missing " in *" ${pair%%:*}"*) ;; *) continue ;; esac
             if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then
                 now=""
                 [ -d /run/systemd/system ] && now="--now" # systemd is running: stop it too
