@@ -30,6 +30,13 @@ one, its target.  Run as root:
 Given two sizes of one generator (``line:1000 line:10000``), it also prints
 the time to ready per host of the larger against the smaller's: a cost
 linear in the hosts keeps it near 1.
+
+For the book it also prints the memory of an idle SSH service's server
+(its proportional set size, PSS: a page shared with others counts a share
+each), the mean over the book's twelve, against an idle OpenSSH sshd
+(``engine = "openssh"``), measured in a playground of its own in the same
+run.  The runner that supervises either (the same for every service) is
+not counted.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from collections.abc import Iterator
 
 from netplay import Playground
 from netplay.fabric import _netlink as nl
-from netplay.topology import Topology, load
+from netplay.topology import Topology, load, loads
 
 NETWORK_ONLY = "book-network"
 TARGETS = {  # (topology, figure): the most the issues allow
@@ -79,10 +86,53 @@ def resolve(spec: str) -> tuple[str, bool]:
     return ("book", False) if spec == NETWORK_ONLY else (spec, True)
 
 
+def pss_mib(pid: int) -> float:
+    """The proportional set size of a process."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for process {pid}")
+
+
+def ssh_pss_mib(pg: Playground) -> float | None:
+    """The mean PSS of the servers of the playground's idle SSH services."""
+    found = [
+        pss_mib(service.pid)
+        for service in pg.status().services
+        if service.kind == "ssh" and service.pid is not None
+    ]
+    return statistics.mean(found) if found else None
+
+
+SSHD_ONLY = """
+[hosts.server]
+services = [{ kind = "ssh", engine = "openssh" }]
+[users.brandon]
+password = "abc123"
+[lans.lan.hosts]
+server = ["10.9.0.1/24"]
+"""
+
+
+def measure_sshd() -> dict[str, float]:
+    """An idle OpenSSH sshd: the reference of an idle SSH service."""
+    name = f"bench{os.getpid()}"
+    try:
+        with Playground.up(loads(SSHD_ONLY), name=name) as pg:
+            time.sleep(SETTLE_S)
+            memory = ssh_pss_mib(pg)
+    finally:
+        Playground.remove(name, purge=True)
+    assert memory is not None
+    return {"ssh_pss_mib": memory}
+
+
 def measure_netplay(spec: str) -> dict[str, float]:
     spec, services = resolve(spec)
     hosts = len(load(spec).hosts)
     name = f"bench{os.getpid()}"
+    ssh = None
     try:
         time.sleep(SETTLE_S)
         before = mem_available_kib()
@@ -91,6 +141,7 @@ def measure_netplay(spec: str) -> dict[str, float]:
         ready = time.perf_counter() - start
         time.sleep(SETTLE_S)
         held = before - mem_available_kib()
+        ssh = ssh_pss_mib(pg)
         start = time.perf_counter()
         pg.down()
         down = time.perf_counter() - start
@@ -101,13 +152,16 @@ def measure_netplay(spec: str) -> dict[str, float]:
     finally:
         Playground.remove(name, purge=True)  # whatever happened: no playground, no CA left
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
+    figures = {
         "ready_s": ready,
         "again_s": again,
         "down_s": down,
         "peak_mib": peak / 1024,
         "mib_per_host": held / 1024 / hosts,
     }
+    if ssh is not None:
+        figures["ssh_pss_mib"] = ssh
+    return figures
 
 
 def _ns(prefix: str, key: str) -> str:
@@ -259,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         kind, spec = args.one
+        if kind == "sshd":
+            print(json.dumps(measure_sshd()))
+            return 0
         measure = measure_netplay if kind == "netplay" else measure_floor
         print(json.dumps(measure(spec)))
         return 0
@@ -273,6 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         ours = median([run_one("netplay", spec) for _ in range(args.repeat)])
         for row in rows(spec, ours, floor):
             print(row, flush=True)
+        if "ssh_pss_mib" in ours:
+            sshd = median([run_one("sshd", spec) for _ in range(args.repeat)])["ssh_pss_mib"]
+            value = ours["ssh_pss_mib"]
+            label = "idle SSH server (PSS)"
+            print(
+                f"{spec:<12} {label:<36} {value:>9.3f} MiB  {sshd:>9.3f} {value / sshd:>6.2f}x"
+                "  (the reference: OpenSSH's sshd)",
+                flush=True,
+            )
         generator, _, count = spec.partition(":")
         if count.isdigit():
             per_host.setdefault(generator, {})[int(count)] = ours["ready_s"] / int(count)
