@@ -21,6 +21,7 @@ topology).
 from __future__ import annotations
 
 import math
+import signal
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -110,6 +111,8 @@ class Engine:
     #: what a declaration needs besides its kind to work (ports, options), for the
     #: engine conformance suite and the docs
     example: ClassVar[Mapping[str, Any]] = {}
+    #: what the runner stops its server with (then SIGKILL, after a grace time)
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
     def ports(self, ctx: Context) -> tuple[int, ...]:
         return ctx.service.ports or self.default_ports

@@ -180,7 +180,7 @@ class Runner:
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+            os.killpg(pid, self.engine.stop_signal)
         deadline = time.monotonic() + STOP_GRACE_S
         while time.monotonic() < deadline:
             done, _status = os.waitpid(pid, os.WNOHANG)
