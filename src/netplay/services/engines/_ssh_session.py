@@ -216,7 +216,7 @@ class SessionLogic:
         elif self.term is not None:
             master, slave = os.openpty()
             self.master = master
-            _set_size(master, self.size)
+            set_size(master, self.size)
             env["SSH_TTY"] = os.ttyname(slave)
             argv = [f"-{name}"] if self.command is None else [name, "-c", self.command]
             try:
@@ -253,7 +253,7 @@ class SessionLogic:
         if pid == 0:  # pragma: no cover - the child
             status = 127
             try:
-                _become(self.account, stdio, tty, switch=not self.rootless)
+                become(self.account, stdio, tty, switch=not self.rootless)
                 if program is not None:
                     shell, argv, env = program
                     os.execve(shell, argv, env)
@@ -352,7 +352,7 @@ class SessionLogic:
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         if self.master is not None:
-            _set_size(self.master, (width, height, pixwidth, pixheight))
+            set_size(self.master, (width, height, pixwidth, pixheight))
 
     def signal_received(self, name: str) -> None:
         number = getattr(signal, f"SIG{name}", None)
@@ -441,13 +441,13 @@ def _reap(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _set_size(fd: int, size: tuple[int, int, int, int]) -> None:
+def set_size(fd: int, size: tuple[int, int, int, int]) -> None:
     width, height, pixwidth, pixheight = (max(0, min(v, 0xFFFF)) for v in size)
     with contextlib.suppress(OSError):
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, pixwidth, pixheight))
 
 
-def _become(account: Account, stdio: list[int], tty: int | None, *, switch: bool) -> None:
+def become(account: Account, stdio: list[int], tty: int | None, *, switch: bool) -> None:
     """In the forked child: a session of its own on ``stdio`` (``tty`` its controlling
     terminal), as ``account`` (unless ``switch`` is False: rootless), in its home."""
     from netplay.fabric import die_with_parent

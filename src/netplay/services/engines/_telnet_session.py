@@ -16,7 +16,7 @@ does not negotiate) a :class:`Session` runs:
   delay, and after the last try the connection closes;
 - the shell: a pty whose slave becomes the user's (mode 0620, group tty,
   as login does), the window size from NAWS, a child forked and made the
-  user by :func:`netplay.services.engines._ssh_session._become`, which
+  user by :func:`netplay.services.engines._ssh_session.become`, which
   execs the login shell (``-bash``).  Client bytes go to the pty, pty
   bytes to the client, with flow control both ways; as telnetd does,
   CR LF and CR NUL from a client not in BINARY mode become CR, and a CR
@@ -57,9 +57,9 @@ from netplay.services.engines._ssh_session import (
     ROOT_PATH,
     USER_PATH,
     Account,
-    _become,
-    _set_size,
     account_of,
+    become,
+    set_size,
 )
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class Protocol(TelnetServer):
     def on_naws(self, rows: int, cols: int) -> None:
         super().on_naws(rows, cols)
         if self.master is not None:
-            _set_size(self.master, (cols, rows, 0, 0))  # the kernel sends SIGWINCH
+            set_size(self.master, (cols, rows, 0, 0))  # the kernel sends SIGWINCH
 
     def _control(self, character: int) -> Callable[[bytes], None]:
         """IAC IP and its kin: the terminal's character for it, into the pty."""
@@ -432,7 +432,7 @@ class Session:
                 attributes = termios.tcgetattr(slave)
                 attributes[3] &= ~termios.ECHO
                 termios.tcsetattr(slave, termios.TCSANOW, attributes)
-            _set_size(master, self.protocol.size())
+            set_size(master, self.protocol.size())
             pid = _fork(account, slave, shell, self.environment(account), switch)
         except BaseException:
             os.close(master)
@@ -539,7 +539,7 @@ def _fork(account: Account, slave: int, shell: str, env: dict[str, str], switch:
     if pid == 0:  # pragma: no cover - the child
         status = 127
         try:
-            _become(account, [slave] * 3, slave, switch=switch)
+            become(account, [slave] * 3, slave, switch=switch)
             os.execve(shell, [f"-{Path(shell).name}"], env)
         except BaseException as exc:
             with contextlib.suppress(OSError):

@@ -337,7 +337,7 @@ class Service:
         self.session = session_class()
 
 
-def _return_big_blocks() -> None:
+def return_big_blocks() -> None:
     """Every password check makes scrypt allocate 16 MiB; glibc would raise its mmap
     threshold after the first is freed and keep the next ones in its heaps (tens of
     megabytes held for good by an idle server).  A fixed threshold gives them back."""
@@ -353,7 +353,7 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
 
     from netplay.accounts import Accounts
 
-    _return_big_blocks()
+    return_big_blocks()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(CHECKERS, thread_name_prefix="password"))
 

@@ -68,9 +68,9 @@ async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     from netplay.accounts import Accounts
     from netplay.services.engines._daemons import one_user_mapped
     from netplay.services.engines._telnet_session import Service, protocol_factory
-    from netplay.services.engines.ssh import _return_big_blocks
+    from netplay.services.engines.ssh import return_big_blocks
 
-    _return_big_blocks()
+    return_big_blocks()
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(CHECKERS, thread_name_prefix="password"))
     service = Service.of(ctx, settings, Accounts.ensure(ctx.data, ctx.topology.users))
