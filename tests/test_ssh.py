@@ -2,11 +2,11 @@
 
 A playground of three hosts: ``server`` runs ssh and is on two LANs, ``client``
 on one, ``web`` (an echo service) on the other, so that ``client`` reaches
-``web`` only through an SSH forward.  The machine's ``root`` is declared as a
-playground user here (the topology refuses it, so this module lifts that
-rule while it builds), so that sessions have an account in the host whatever
-else the host has; tests of ``brandon`` skip until the host's /etc has him.
-Every program runs inside the ``client`` host, with the host key checked.
+``web`` only through an SSH forward.  Its users, ``ann`` and ``brandon``, are
+real accounts of every host; both may log in with the module's key pair
+(made when the module is loaded, its public key in the topology) and with
+their passwords.  Every program runs inside the ``client`` host, with the
+host key checked.
 """
 
 from __future__ import annotations
@@ -16,25 +16,37 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from _net import run_json
 from netplay import Playground, ServiceState
-from netplay.topology import User, loads
-
-pytestmark = pytest.mark.needs_playground
+from netplay.topology import loads
 
 SERVER, CLIENT, WEB = "10.9.0.1", "10.9.0.2", "10.8.0.3"
 IDENT = "server/ssh"
-PASSWORD = "s3cret-root"
+USER = "ann"
+HOME = f"/home/{USER}"
+PASSWORD = "s3cret-ann"
 LOGIN_TIMEOUT_S = 10  # room for six wrong passwords, a second each
 KEY = "/tmp/ssh-test-key"
 KNOWN_HOSTS = "/tmp/ssh-test-known-hosts"
-TOPOLOGY = f"""
+_PRIVATE = Ed25519PrivateKey.generate()
+PRIVATE_KEY = _PRIVATE.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+).decode()
+PUBLIC_KEY = (
+    _PRIVATE.public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+    + " test_ssh"
+)
+TOPOLOGY = loads(
+    f"""
 name = "sshtest"
 domain = "sshtest.test"
 
@@ -54,49 +66,48 @@ client = ["{CLIENT}/24"]
 server = ["10.8.0.1/24"]
 web = ["{WEB}/24"]
 
+[users.{USER}]
+password = "{PASSWORD}"
+keys = ["{PUBLIC_KEY}"]
+
 [users.brandon]
 password = "abc123"
-"""
+keys = ["{PUBLIC_KEY}"]
+""",
+    source="test_ssh",
+)
+
+pytestmark = pytest.mark.netplay_topology(TOPOLOGY)
 
 
 @dataclasses.dataclass
 class Setup:
     pg: Playground
-    key: str  # the client's private key, OpenSSH format
     host_key: str  # the server's Ed25519 public key line
 
 
 @pytest.fixture(scope="module")
-def ssh(_netplay_session: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    """The playground, the client's key pair in its topology, the known host key in
-    the client host; down after the module."""
-    from netplay.topology import _check
+def _prepared() -> dict[str, Setup]:
+    """The playgrounds whose client host has the key and the known host key, by name."""
+    return {}
 
-    where = tmp_path_factory.mktemp("ssh")
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(where / "id")], check=True
-    )
-    public = (where / "id.pub").read_text().strip()
-    topology = loads(TOPOLOGY, source="test_ssh")
-    root = User(name="root", password=PASSWORD, keys=(public,))
-    brandon = dataclasses.replace(topology.users[0], keys=(public,))
-    topology = dataclasses.replace(topology, users=(root, brandon))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_check, "SYSTEM_USERS", _check.SYSTEM_USERS - {"root"})
-        pg = _netplay_session.fresh(topology, True)
-    try:
+
+@pytest.fixture
+def ssh(shared_playground: Playground, _prepared: dict[str, Setup]) -> Setup:
+    """The module's playground, with the client's private key and the server's
+    host key (from the service's kept keys) in files of the client host."""
+    pg = shared_playground
+    if pg.name not in _prepared:
         host_key = pg.paths.service_data / "server" / "ssh" / "ssh_host_ed25519_key.pub"
         line = host_key.read_text().strip()
-        key = (where / "id").read_text()
         write = "import sys, os; open(sys.argv[1], 'w').write(sys.stdin.read()); " + (
             "os.chmod(sys.argv[1], 0o600)"
         )
         client = pg.host("client")
-        client.run(["python3", "-c", write, KEY], input=key, check=True)
+        client.run(["python3", "-c", write, KEY], input=PRIVATE_KEY, check=True)
         client.run(["python3", "-c", write, KNOWN_HOSTS], input=f"{SERVER} {line}\n", check=True)
-        yield Setup(pg, key, line)
-    finally:
-        _netplay_session.release(pg)
+        _prepared[pg.name] = Setup(pg, line)
+    return _prepared[pg.name]
 
 
 OPENSSH = [
@@ -110,7 +121,7 @@ OPENSSH = [
 
 
 def _ssh(
-    setup: Setup, *argv: str, user: str = "root", timeout: float = 60, input: str | None = None
+    setup: Setup, *argv: str, user: str = USER, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return setup.pg.host("client").run(
         ["ssh", *OPENSSH, f"{user}@{SERVER}", *argv], timeout=timeout, input=input
@@ -128,12 +139,6 @@ def _unchanged(setup: Setup) -> None:
     )
 
 
-def _has_brandon(setup: Setup) -> None:
-    found = setup.pg.host("server").run(["getent", "passwd", "brandon"])
-    if found.returncode != 0:
-        pytest.skip("brandon has no account in the server host's /etc/passwd yet")
-
-
 # -- logging in and running commands -------------------------------------
 
 
@@ -143,10 +148,15 @@ def test_openssh_key_login_runs_a_command_with_its_status_output_and_environment
     done = _ssh(
         ssh,
         "-o", "SetEnv=GREETING=hello",
-        'echo "$(id -un) $HOME $GREETING ${SSH_CONNECTION%% *}"; pwd; echo oops >&2; exit 3',
+        'echo "$(id -un) $(id -u) $HOME $GREETING ${SSH_CONNECTION%% *}"; pwd; echo oops >&2; '
+        "exit 3",
     )  # fmt: skip
+    uid = ssh.pg.host("server").run(["id", "-u", USER], check=True).stdout.strip()
     assert done.returncode == 3, done.stderr
-    assert done.stdout.splitlines() == [f"root /root hello {CLIENT}", "/root"]
+    assert done.stdout.splitlines() == [
+        f"{USER} {uid} {HOME} hello {CLIENT}",
+        HOME,
+    ]
     assert "oops" in done.stderr
     assert "logged in from" in "".join(ssh.pg.logs(IDENT, lines=50))
 
@@ -156,7 +166,7 @@ def test_a_key_not_in_the_topology_is_refused(ssh: Setup) -> None:
     client = ssh.pg.host("client")
     client.run(["rm", "-f", other, f"{other}.pub"])
     client.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
-    argv = ["ssh", *OPENSSH[:-2], "-i", other, f"root@{SERVER}", "true"]
+    argv = ["ssh", *OPENSSH[:-2], "-i", other, f"{USER}@{SERVER}", "true"]
     done = client.run(argv, timeout=60)
     assert done.returncode == 255 and "Permission denied" in done.stderr
 
@@ -174,7 +184,7 @@ def test_a_changed_host_key_is_refused_by_openssh(ssh: Setup) -> None:
         "-o",
         f"UserKnownHostsFile={wrong}",
         *OPENSSH,
-        f"root@{SERVER}",
+        f"{USER}@{SERVER}",
         "true",
     ]  # first wins
     done = client.run(argv, timeout=60)
@@ -187,7 +197,7 @@ server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
 client = paramiko.SSHClient()
 client.load_host_keys(known)
 client.set_missing_host_key_policy(paramiko.RejectPolicy())
-client.connect(server, username="root", password=password, look_for_keys=False,
+client.connect(server, username="ann", password=password, look_for_keys=False,
                allow_agent=False, timeout=10)
 _in, out, err = client.exec_command("echo $USER; cat /etc/hostname; exit 42")
 text = out.read().decode()
@@ -198,7 +208,7 @@ client.close()
 
 def test_paramiko_password_login_with_the_host_key_checked(ssh: Setup) -> None:
     got = _python(ssh, PARAMIKO_PASSWORD, SERVER, KNOWN_HOSTS, PASSWORD)
-    assert got == {"out": "root\nserver\n", "status": 42}
+    assert got == {"out": "ann\nserver\n", "status": 42}
 
 
 ASYNCSSH_PTY = r"""
@@ -210,11 +220,11 @@ async def read_until(stream, text, got):
         got[0] += await asyncio.wait_for(stream.read(4096), 10)
 
 async def main():
-    async with asyncssh.connect(server, username="root", password=password, client_keys=None,
+    async with asyncssh.connect(server, username="ann", password=password, client_keys=None,
                                 known_hosts=known) as conn:
         proc = await conn.create_process(term_type="xterm", term_size=(100, 30))
         got = [""]
-        await read_until(proc.stdout, "#", got)  # the prompt
+        await read_until(proc.stdout, "$ ", got)  # the prompt
         proc.stdin.write("stty size; echo TERM=$TERM; tty\n")
         await read_until(proc.stdout, "/dev/pts/", got)
         proc.change_terminal_size(132, 43)
@@ -235,7 +245,7 @@ asyncio.run(main())
 
 def test_an_interactive_shell_on_a_pty_with_window_size_and_signals(ssh: Setup) -> None:
     got = _python(ssh, ASYNCSSH_PTY, SERVER, KNOWN_HOSTS, PASSWORD)
-    assert "root@server" in got["out"], got  # bash's prompt, from root's login shell
+    assert "ann@server" in got["out"], got  # bash's prompt, from ann's login shell
     assert "30 100" in got["out"] and "TERM=xterm" in got["out"]
     assert got["status"] == 7 and got["signal"] == "TERM"
 
@@ -266,10 +276,10 @@ def test_openssh_sftp_puts_and_gets_20_mb_byte_for_byte_and_renames_links_remove
 ) -> None:
     client, server = ssh.pg.host("client"), ssh.pg.host("server")
     digest = _python(ssh, MAKE_FILE, "/tmp/big", "sftp", SIZE)
-    server.run(["rm", "-rf", "/tmp/sftp"], check=True)
+    server.run(["rm", "-rf", f"{HOME}/sftp"], check=True)
     batch = textwrap.dedent("""\
-        mkdir /tmp/sftp
-        cd /tmp/sftp
+        mkdir sftp
+        cd sftp
         put /tmp/big big
         get big /tmp/big.back
         rename big big2
@@ -279,23 +289,23 @@ def test_openssh_sftp_puts_and_gets_20_mb_byte_for_byte_and_renames_links_remove
         rmdir sub
         rm link
         """)
-    argv = ["sftp", *OPENSSH, "-b", "-", f"root@{SERVER}"]
+    argv = ["sftp", *OPENSSH, "-b", "-", f"{USER}@{SERVER}"]
     done = client.run(argv, input=batch, timeout=120)
     assert done.returncode == 0, done.stderr
     assert _python(ssh, HASH, "/tmp/big.back") == [digest]
     listing = done.stdout
     assert "big2" in listing and "link" in listing and "sub" in listing
-    assert server.run(["ls", "/tmp/sftp"], check=True).stdout.split() == ["big2"]
-    assert run_json(server, HASH, "/tmp/sftp/big2") == [digest]
+    assert server.run(["ls", f"{HOME}/sftp"], check=True).stdout.split() == ["big2"]
+    assert run_json(server, HASH, f"{HOME}/sftp/big2") == [digest]
 
 
 def test_openssh_sftp_resumes_a_put_and_a_get(ssh: Setup) -> None:
     client, server = ssh.pg.host("client"), ssh.pg.host("server")
     digest = _python(ssh, MAKE_FILE, "/tmp/resume", "resume", 3_000_000)
-    server.run(["sh", "-c", "rm -rf /tmp/r && mkdir /tmp/r"], check=True)
+    server.run(["sh", "-c", f"rm -rf /tmp/r && install -d -o {USER} /tmp/r"], check=True)
     client.run(["rm", "-f", "/tmp/resume.back"], check=True)
     batch = "put /tmp/resume /tmp/r/file\nget /tmp/r/file /tmp/resume.back\n"
-    argv = ["sftp", *OPENSSH, "-b", "-", f"root@{SERVER}"]
+    argv = ["sftp", *OPENSSH, "-b", "-", f"{USER}@{SERVER}"]
     assert client.run(argv, input=batch, timeout=60).returncode == 0
     server.run(["truncate", "-s", "1000000", "/tmp/r/file"], check=True)
     client.run(["truncate", "-s", "1234567", "/tmp/resume.back"], check=True)
@@ -312,9 +322,9 @@ server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
 client = paramiko.SSHClient()
 client.load_host_keys(known)
 client.set_missing_host_key_policy(paramiko.RejectPolicy())
-client.connect(server, username="root", password=password, look_for_keys=False, allow_agent=False)
+client.connect(server, username="ann", password=password, look_for_keys=False, allow_agent=False)
 sftp = client.open_sftp()
-base = "/tmp/paramiko"
+base = "paramiko"  # in the home directory
 try:
     sftp.mkdir(base)
 except OSError:
@@ -357,7 +367,7 @@ def test_paramiko_sftp_stat_listdir_rename_symlink_remove_and_append(ssh: Setup)
         "islink": True,
         "dir": True,
         "list": ["b", "c", "d"],
-        "cwd": "/root",
+        "cwd": "/home/ann",
         "tail": "xxxxxyyyyy",
         "after": [],
         "missing": True,
@@ -369,15 +379,13 @@ def test_scp_copies_both_ways(ssh: Setup, mode: str) -> None:
     client, server = ssh.pg.host("client"), ssh.pg.host("server")
     digest = _python(ssh, MAKE_FILE, "/tmp/scp", mode, 2_000_000)
     flags = ["-O"] if mode == "legacy" else []
-    there = f"/tmp/scp-{mode}"
-    up = client.run(["scp", *flags, *OPENSSH, "/tmp/scp", f"root@{SERVER}:{there}"], timeout=60)
+    there, back = f"{HOME}/scp-{mode}", f"/tmp/scp-{mode}.back"
+    up = client.run(["scp", *flags, *OPENSSH, "/tmp/scp", f"{USER}@{SERVER}:{there}"], timeout=60)
     assert up.returncode == 0, up.stderr
     assert run_json(server, HASH, there) == [digest]
-    down = client.run(
-        ["scp", *flags, *OPENSSH, f"root@{SERVER}:{there}", f"{there}.back"], timeout=60
-    )
+    down = client.run(["scp", *flags, *OPENSSH, f"{USER}@{SERVER}:{there}", back], timeout=60)
     assert down.returncode == 0, down.stderr
-    assert _python(ssh, HASH, f"{there}.back") == [digest]
+    assert _python(ssh, HASH, back) == [digest]
 
 
 # -- forwarding -------------------------------------------------------------
@@ -396,7 +404,7 @@ import asyncio, json, sys, asyncssh
 server, known, password, web = sys.argv[1:5]
 
 async def main():
-    async with asyncssh.connect(server, username="root", password=password, client_keys=None,
+    async with asyncssh.connect(server, username="ann", password=password, client_keys=None,
                                 known_hosts=known) as conn:
         local = await conn.forward_local_port("127.0.0.1", 0, web, 7)
         reader, writer = await asyncio.open_connection("127.0.0.1", local.get_port())
@@ -432,13 +440,12 @@ def test_asyncssh_forwards_local_and_remote_ports(ssh: Setup) -> None:
     }
 
 
-# -- brandon (the host's own /etc) -------------------------------------------
+# -- brandon: his own account, files and authorized_keys ---------------------
 
 
 def test_brandon_logs_in_with_his_password_and_runs_as_himself(ssh: Setup) -> None:
-    _has_brandon(ssh)
     got = _python(
-        ssh, PARAMIKO_PASSWORD.replace('"root"', '"brandon"'), SERVER, KNOWN_HOSTS, "abc123"
+        ssh, PARAMIKO_PASSWORD.replace('"ann"', '"brandon"'), SERVER, KNOWN_HOSTS, "abc123"
     )
     assert got == {"out": "brandon\nserver\n", "status": 42}
     done = _ssh(ssh, "id -un; pwd; touch /root/nope", user="brandon")
@@ -447,7 +454,6 @@ def test_brandon_logs_in_with_his_password_and_runs_as_himself(ssh: Setup) -> No
 
 
 def test_brandon_sftp_has_his_permissions(ssh: Setup) -> None:
-    _has_brandon(ssh)
     client = ssh.pg.host("client")
     argv = ["sftp", *OPENSSH, "-b", "-", f"brandon@{SERVER}"]
     done = client.run(argv, input="put /etc/hostname mine\n", timeout=60)
@@ -461,7 +467,6 @@ def test_brandon_sftp_has_his_permissions(ssh: Setup) -> None:
 def test_brandon_s_authorized_keys_in_the_host_let_a_key_in_unless_others_may_write_it(
     ssh: Setup,
 ) -> None:
-    _has_brandon(ssh)
     client, server = ssh.pg.host("client"), ssh.pg.host("server")
     other = "/tmp/ssh-test-brandon-key"
     client.run(["rm", "-f", other, f"{other}.pub"])
@@ -490,7 +495,7 @@ transport.connect()
 started, tries, ended = time.monotonic(), 0, ""
 while tries < count:
     try:
-        transport.auth_password("root", f"wrong{tries}")
+        transport.auth_password("ann", f"wrong{tries}")
     except paramiko.AuthenticationException:
         tries += 1
     except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -505,7 +510,7 @@ def test_wrong_passwords_are_slowed_and_end_the_connection_after_six(ssh: Setup)
     got = _python(ssh, WRONG_PASSWORDS, SERVER, KNOWN_HOSTS, 20)
     assert got["tries"] in (5, 6) and got["ended"] and not got["active"], got
     assert got["seconds"] >= 5, "each wrong password costs a second"
-    assert "failed password for 'root'" in "".join(ssh.pg.logs(IDENT, lines=50))
+    assert f"failed password for '{USER}'" in "".join(ssh.pg.logs(IDENT, lines=50))
     _unchanged(ssh)
 
 
@@ -518,7 +523,7 @@ while True:
         transport.connect()
         while True:
             try:
-                transport.auth_password("root", "wrong")
+                transport.auth_password("ann", "wrong")
             except paramiko.AuthenticationException:
                 pass
     except (paramiko.SSHException, EOFError, OSError):
@@ -604,7 +609,7 @@ def test_many_idle_connections_do_not_keep_others_out(ssh: Setup, spawn: Any) ->
     assert idle.first_line == "holding 300"
     done = ssh.pg.host("server").run(
         ["ssh", "-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no",
-         *OPENSSH[:-2], "-o", "PasswordAuthentication=no", f"root@{SERVER}", "true"],
+         *OPENSSH[:-2], "-o", "PasswordAuthentication=no", f"{USER}@{SERVER}", "true"],
         timeout=30,
     )  # fmt: skip
     assert "Permission denied" in done.stderr  # it was served: no key there, so refused

@@ -26,6 +26,7 @@ from typing import TextIO
 from netplay import Playground, ServiceState, to_data
 from netplay import _progress as progress
 from netplay.cli._format import describe_faults, format_list, format_service, format_status
+from netplay.cli._ssh import ssh, ssh_arguments
 from netplay.errors import ServiceError, UnknownHostError, UsageError
 from netplay.fabric import DIRECTIONS
 from netplay.pki import DEMO_USER
@@ -336,6 +337,18 @@ COMMANDS: tuple[Command, ...] = (
         help="an interactive shell on a host",
         arguments=_shell_arguments,
         run=_shell,
+        console=False,
+    ),
+    Command(
+        name="ssh",
+        help="log in to a host with OpenSSH: netplay ssh www [-u USER] [-- CMD ...]",
+        description="Log in to HOST's ssh service with OpenSSH's client, from this machine: "
+        "as USER (default: the topology's first user), with a key pair of the playground "
+        "that the command makes accepted there, and the host key checked against the "
+        "playground's known_hosts file; no prompts. With a command, run it and exit with "
+        "its status; without, an interactive session. See docs/login-and-files.md.",
+        arguments=ssh_arguments,
+        run=ssh,
         console=False,
     ),
     Command(

@@ -4,7 +4,8 @@ turning errors into one sentence.
 Every error is one line on stderr (``netplay: what went wrong (what to do)``)
 and a distinct exit status (see :mod:`netplay.errors`); ``--debug`` adds the
 traceback.  ``exec`` and ``shell`` replace this process with the command
-inside the host, so stdin, the tty and the exit status pass straight through.
+inside the host (``ssh`` with OpenSSH's client, in the host's network), so
+stdin, the tty and the exit status pass straight through.
 In hosts, ``python3`` is the Python that runs netplay (:func:`_this_python_first`).
 """
 
@@ -29,6 +30,7 @@ EPILOG = """examples:
   netplay up --detach                      start the book playground and return
   netplay exec h1 -- traceroute -n www     run a command on h1
   netplay shell h1                         an interactive shell on h1
+  netplay ssh www -- id                    log in to www with OpenSSH (as brandon in the book)
   netplay link modemA isp --loss 20%       disturb a link (see: netplay link -h)
   netplay logs www/https -f                follow a service's log
   netplay service restart www/https        and stop, start
