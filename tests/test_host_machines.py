@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def test_a_host_reads_the_machine_s_files_and_cannot_change_them(
 
 
 @pytest.mark.needs_playground
+def test_a_host_s_own_directories_have_the_machine_s_modes(book: Playground) -> None:
+    """An overlay's top directory is its upper layer's: those are made like the machine's."""
+    for top in WRITABLE:
+        mine = _sh(book, "h2", f"stat -c '%a %U %G' {top}")
+        assert mine == _sh_machine(f"stat -c '%a %U %G' {top}"), top
+    made = _sh(book, "h2", "su brandon -c 'mktemp -p /tmp && echo made'")
+    assert made.endswith("made\n")
+    book.host("h2").run(["rm", "-f", made.splitlines()[0]], check=True)
+
+
+def _sh_machine(script: str) -> str:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.needs_playground
 def test_the_topology_s_users_are_accounts_of_every_host(book: Playground) -> None:
     machine = {entry.pw_name for entry in pwd.getpwall()}
     assert "brandon" not in machine and not os.path.exists("/home/brandon")
@@ -110,8 +126,10 @@ def test_kept_layers_outlive_down_and_fresh_ones_do_not() -> None:
         _sh(pg, "one", "echo kept > /etc/kept; echo gone > /tmp/gone; useradd -m bob")
         keys = _sh(pg, "one", "stat -c '%U %a' ~ann/.ssh/authorized_keys; cat ~ann/.ssh/*")
         assert keys == f"ann 600\n{KEY}\n"
+        fresh = pg.paths.fresh_dir
+        assert os.path.ismount(fresh) and (fresh / "one" / "tmp" / "gone").exists()
         pg.down()
-        assert not (filesystem.upper(data, "one", "/tmp") / "gone").exists()
+        assert not fresh.exists()  # /tmp and /run: a tmpfs, gone with down
         assert (filesystem.upper(data, "one", "/etc") / "kept").exists()  # where the host keeps it
         pg = Playground.up(TWO_HOSTS, name=name, services=False)
         assert _sh(pg, "one", "cat /etc/kept; ls /tmp/gone 2>&1 || true") == (

@@ -90,9 +90,9 @@ def test_remove_files_takes_what_a_killed_up_was_writing(tmp_path: Path) -> None
     (paths.etc_dir / "trust0.pem").write_text("ca")
     (paths.etc_dir / ".trust1.pem.tmp").write_text("half a bundle")
     mine = paths.etc_dir / "not-netplay-s"
-    remove_files(paths, paths.data)
+    remove_files(paths)
     assert not paths.etc_dir.exists()
     mine.parent.mkdir(parents=True)
     mine.write_text("someone else's")
-    remove_files(paths, paths.data)
+    remove_files(paths)
     assert mine.exists()  # only what netplay writes

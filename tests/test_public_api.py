@@ -120,6 +120,7 @@ def test_layer_names() -> None:
         "disturb",
         "end_keeper",
         "enter_host",
+        "fresh_layers",
         "hosts_pinned",
         "in_session",
         "interfaces",

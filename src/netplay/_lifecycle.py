@@ -100,7 +100,7 @@ def teardown(
     steps += [
         lambda: fabric.end_keeper(state),
         lambda: services.remove_files(paths, keep_logs=keep_logs),
-        lambda: hosts.remove_files(paths, Path(state.data)),
+        lambda: hosts.remove_files(paths),
         lambda: fabric.remove_state(paths, keep_dir=keep_logs, keep_base=keep_base),
     ]
     all_of(steps)

@@ -14,7 +14,8 @@ This is what the other layers use of it; the modules behind it are private:
   :func:`namespaces_available`;
 - building and removing: :func:`nft_path` (checked before), :func:`made_by`,
   :func:`note_run_netns`, :func:`build` (the hosts' :class:`HostSetup`: bind
-  mounts, :class:`Overlay` and :class:`Privacy`),
+  mounts, :class:`Overlay` and :class:`Privacy`; :func:`fresh_layers` for
+  the overlays' layers forgotten at ``down``),
   :func:`teardown`,
   :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
   :func:`hosts_pinned`;
@@ -39,7 +40,15 @@ from netplay.fabric._lifecycle import (
 )
 from netplay.fabric._linux import die_with_parent
 from netplay.fabric._live import LiveInterface, interfaces
-from netplay.fabric._namespaces import HostSetup, Mount, Overlay, Privacy, enter_host, netns
+from netplay.fabric._namespaces import (
+    HostSetup,
+    Mount,
+    Overlay,
+    Privacy,
+    enter_host,
+    fresh_layers,
+    netns,
+)
 from netplay.fabric._nft import nft_path
 from netplay.fabric._procs import alive, in_session, name_process, process
 from netplay.fabric._state import (
@@ -75,6 +84,7 @@ __all__ = [
     "disturb",
     "end_keeper",
     "enter_host",
+    "fresh_layers",
     "hosts_pinned",
     "in_session",
     "interfaces",

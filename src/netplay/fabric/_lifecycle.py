@@ -192,7 +192,7 @@ def remove_state(paths: Paths, *, keep_dir: bool = False, keep_base: bool = Fals
     the logs of an ``up`` that failed).  ``keep_base``: the playgrounds'
     directory stays, even empty (an ``up`` holds it: see :func:`claim`)."""
     unfinished = sorted(paths.dir.glob(f"{TMP_PREFIX}*")) if paths.dir.is_dir() else []
-    for path in (paths.ns_dir, paths.state, paths.lock, *unfinished):
+    for path in (paths.ns_dir, paths.fresh_dir, paths.state, paths.lock, *unfinished):
         remove_path(path)
     if keep_dir:
         return

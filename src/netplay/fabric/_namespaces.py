@@ -143,6 +143,14 @@ def _mount_points_under(prefixes: Sequence[str]) -> list[str]:
     return points
 
 
+def _tmpfs(path: Path, flags: int) -> None:
+    """Mount a private tmpfs at ``path`` (if none is there), mode 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if str(path) not in _mount_points_under([str(path)]):
+        linux.mount("netplay", str(path), "tmpfs", flags, "mode=0700")
+    linux.mount(None, str(path), None, linux.MS_PRIVATE)
+
+
 def _pin_dir(path: Path) -> None:
     """Mount a small private tmpfs at ``path`` for the pins.
 
@@ -151,11 +159,18 @@ def _pin_dir(path: Path) -> None:
     development machine).  Private, so no pin propagates to other mount
     namespaces.
     """
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if str(path) not in _mount_points_under([str(path)]):
-        flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-        linux.mount("netplay", str(path), "tmpfs", flags, "mode=0700")
-    linux.mount(None, str(path), None, linux.MS_PRIVATE)
+    _tmpfs(path, linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def fresh_layers(paths: Paths) -> Path:
+    """The tmpfs that holds the hosts' layers to be forgotten at ``down`` (their
+    /tmp and /run), mounted on first use; :func:`remove` unmounts it, and
+    with it everything in it at once.  A disk would cost a directory made
+    and removed per layer at every ``up`` and ``down``, where removing one
+    can take milliseconds (a disk mounted with ``discard`` waits for the
+    device); a machine's /tmp is often a tmpfs too."""
+    _tmpfs(paths.fresh_dir, linux.MS_NODEV)
+    return paths.fresh_dir
 
 
 def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
@@ -172,6 +187,7 @@ def _write_sysctls(items: Sequence[tuple[str, str]]) -> None:
 def _factory(
     specs: Sequence[NsSpec],
     hide: Sequence[str],
+    keep: str,
     template_mounts: Sequence[Mount],
     ready: int,
     go: int,
@@ -187,6 +203,8 @@ def _factory(
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     for point in reversed(_mount_points_under(hide)):
+        if point == keep:  # the hosts' fresh layers: their overlays need it here
+            continue
         with contextlib.suppress(OSError):
             linux.umount(point)
     overlaid = {target for spec in specs for target, _upper, _work in spec.overlays}
@@ -348,7 +366,8 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
         try:
             os.close(ready_r)
             os.close(go_w)
-            _factory(specs, hide, template_mounts, ready_w, go_r, not paths.root)
+            keep = str(paths.fresh_dir)
+            _factory(specs, hide, keep, template_mounts, ready_w, go_r, not paths.root)
             status = 0
         except BaseException as exc:
             with contextlib.suppress(OSError):
@@ -414,7 +433,8 @@ def inodes(pins: Sequence[Path]) -> set[int]:
 
 
 def remove(paths: Paths, pins: Sequence[Path], links: Sequence[Path]) -> None:
-    """Unpin and delete; missing or already unpinned pins are fine.
+    """Unpin and delete; missing or already unpinned pins are fine; unmount
+    the hosts' fresh layers.
 
     One lazy unmount of the pins' tmpfs takes every pin mounted in it: an
     unmount per pin took 0.5 ms each at 5,000 hosts, and more the more
@@ -425,6 +445,8 @@ def remove(paths: Paths, pins: Sequence[Path], links: Sequence[Path]) -> None:
         with contextlib.suppress(FileNotFoundError):
             if link.is_symlink():
                 link.unlink()
+    with contextlib.suppress(OSError):  # none, if up failed before it was made
+        linux.umount(str(paths.fresh_dir))
     try:
         linux.umount(str(paths.ns_dir))
     except OSError:

@@ -112,6 +112,11 @@ class Paths:
     def etc_dir(self) -> Path:
         return self.dir / "etc"
 
+    @property
+    def fresh_dir(self) -> Path:
+        """A tmpfs for what the hosts keep until ``down`` only: their /tmp and /run."""
+        return self.dir / "fresh"
+
     def net_pin(self, key: str) -> Path:
         return self.ns_dir / f"{key}.net"
 

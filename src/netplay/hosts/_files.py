@@ -158,11 +158,9 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
-def remove_files(paths: Paths, data: Path) -> None:
+def remove_files(paths: Paths) -> None:
     """Remove what :func:`write_files` wrote (and only that), but for what the
-    hosts keep in the data directory ``data``: their fresh layers (/tmp, /run)
-    are emptied."""
-    filesystem.empty_fresh(data)
+    hosts keep in the data directory."""
     etc = paths.etc_dir
     if not etc.is_dir():
         return
