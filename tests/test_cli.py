@@ -124,6 +124,9 @@ def test_exec_passes_stdin_stdout_and_status(cli_playground: str) -> None:
     assert status.returncode == 3
     env = netplay("exec", "--name", cli_playground, "www", "--", "printenv", "NETPLAY_HOST")
     assert env.stdout == "www\n"
+    # signals as a shell leaves them, not as Python does: yes ends on SIGPIPE, quietly
+    piped = netplay("exec", "--name", cli_playground, "h1", "--", "sh", "-c", "yes | head -1")
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "y\n", "")
 
 
 @pytest.mark.needs_playground

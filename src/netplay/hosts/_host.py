@@ -15,6 +15,7 @@ ready (it printed its first line, or its port listens): no sleeping.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -151,6 +152,10 @@ class Host:
         """Replace this process with ``argv`` inside the host (stdin, tty and status pass)."""
         os.environ.update(self.environment())
         self._enter()
+        # Python ignores these; a program expects them as a shell leaves them
+        # (`yes | head -1` ends on SIGPIPE), as subprocess restores them too
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
         try:
             os.execvp(argv[0], list(argv))
         except (OSError, ValueError) as exc:
