@@ -125,7 +125,7 @@ def remove(paths: Paths, purge: bool) -> bool:
     state = read_any(paths)
     # purged first: where the data directory is inside the playgrounds'
     # (netplay.testing's), the last one's teardown then removes both
-    purged = purge and pki.Store(data).purge()
+    purged = purge and purge_data(data)
     if state is not None:
         teardown(paths, state)
     else:
@@ -137,6 +137,15 @@ def _forget_failed_up(paths: Paths, *, keep_base: bool = False) -> None:
     """The logs an ``up`` that failed kept, and the directory they were in."""
     services.remove_files(paths)
     fabric.remove_state(paths, keep_base=keep_base)
+
+
+def purge_data(data: Path) -> bool:
+    """Delete all a playground keeps in the data directory ``data``: the
+    hosts' layers first (only their remover opens the directories an overlay
+    leaves without permissions, rootless), then the CA, the certificates and
+    the rest; whether there was anything."""
+    hosts.forget(data)
+    return pki.Store(data).purge()
 
 
 def forget(data: Path) -> None:

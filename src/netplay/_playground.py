@@ -102,7 +102,7 @@ class Playground:
                 _lifecycle.teardown(paths, made, keep_logs=isinstance(exc, ServiceError))
             if purge:
                 with contextlib.suppress(Exception):
-                    pg.pki.purge()
+                    _lifecycle.purge_data(pg.pki.dir)
             left = "nothing of it was left behind; --debug shows the details"
             if isinstance(exc, OSError):
                 raise FabricError(f"building the playground failed: {exc}", hint=left) from exc
@@ -169,7 +169,7 @@ class Playground:
         if purge and keep_certificates:
             _lifecycle.forget(Path(self.state.data))
         elif purge:
-            self.pki.purge()
+            _lifecycle.purge_data(Path(self.state.data))
 
     @staticmethod
     def certificates(name: str | None = None) -> pki.Store:
