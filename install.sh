@@ -23,7 +23,7 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client openssh-server lftp inetutils-telnet"
+        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client openssh-server lftp inetutils-telnet vsftpd"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;
@@ -61,7 +61,7 @@ if command -v dpkg-query >/dev/null; then
         # the daemons' packages start the machine's own service where services start
         # on install; netplay runs its own per host, never those: stop them
         # (only those installed now: a machine's own sshd that ran before stays)
-        for pair in dovecot:dovecot postfix:postfix memcached:memcached openssh-server:ssh; do
+        for pair in dovecot:dovecot postfix:postfix memcached:memcached openssh-server:ssh vsftpd:vsftpd; do
             service=${pair#*:}
             case "$missing " in *" ${pair%%:*}"*) ;; *) continue ;; esac
             if command -v systemctl >/dev/null && systemctl is-enabled --quiet "$service" 2>/dev/null; then

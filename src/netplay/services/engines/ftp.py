@@ -122,6 +122,8 @@ class ImplicitFTP_TLS(ftplib.FTP_TLS):
 
 class FtpEngine(Engine):
     default_ports = PORTS
+    #: what the health check wants FEAT to offer (what clients rely on)
+    features: ClassVar[tuple[str, ...]] = ("MLST", "REST STREAM", "SIZE", "MDTM", "PROT", "EPSV")
     options: ClassVar[Mapping[str, type | tuple[type, ...]]] = {
         "tls": list,
         "require_tls": bool,
@@ -236,7 +238,7 @@ class FtpEngine(Engine):
                 if port not in settings["tls"]:
                     client.auth()
                 features = client.sendcmd("FEAT")
-                for wanted in ("MLST", "REST STREAM", "SIZE", "MDTM", "PROT", "EPSV"):
+                for wanted in self.features:
                     if wanted not in features:
                         raise HealthError(f"port {port} does not offer {wanted}: {features!r}")
                 if settings["anonymous"]:
