@@ -3,6 +3,7 @@ command table that the command line and the console are both built from."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -23,7 +24,13 @@ from netplay import (
 )
 from netplay.cli._commands import COMMANDS
 from netplay.cli._console import help_text, run_console
-from netplay.cli._format import describe_faults, format_list, format_service, format_status
+from netplay.cli._format import (
+    ROOTLESS_DIFFERS,
+    describe_faults,
+    format_list,
+    format_service,
+    format_status,
+)
 from netplay.cli._main import _parser
 
 
@@ -79,6 +86,8 @@ def test_status_tables() -> None:
     faults = next(line for line in text.splitlines() if line.startswith("│ isp-lan"))
     assert "modemA: loss 20%, rate 1mbit, down" in faults
     assert "services" not in text  # no table for a playground without services
+    assert text.endswith(ROOTLESS_DIFFERS)  # what differs, rootless
+    assert ROOTLESS_DIFFERS not in format_status(dataclasses.replace(_status(), mode=Mode.ROOT))
 
 
 def test_services_table_says_why_a_service_failed() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from netplay import CableFaults, ServiceState, ServiceStatus, Status, Summary
+from netplay import CableFaults, Mode, ServiceState, ServiceStatus, Status, Summary
 
 
 def _render(*tables: Table) -> str:
@@ -21,8 +21,21 @@ def _render(*tables: Table) -> str:
     return out.getvalue()
 
 
+ROOTLESS_DIFFERS = (
+    "rootless: the hosts' accounts share one user id (yours; root inside), so no "
+    "program can become another user and files are root's there; and a directory "
+    "with the machine's mounts below it (/run, on most systems) is every host's, "
+    "shared (docs/topology.md, Users)\n"
+)
+
+
 def format_status(status: Status) -> str:
-    """The status of one playground as text tables."""
+    """The status of one playground as text tables (and, rootless, what differs)."""
+    text = _tables(status)
+    return text + ROOTLESS_DIFFERS if status.mode == Mode.ROOTLESS else text
+
+
+def _tables(status: Status) -> str:
     hosts = Table(title=f"playground {status.name} ({status.topology}, {status.mode})")
     for column in ("host", "interface", "network", "addresses", "state", "role"):
         hosts.add_column(column)
