@@ -33,6 +33,7 @@ playground's user namespace maps one user, and ``up`` says so.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,12 +111,13 @@ class OpenSshEngine(SshEngine):
             users=" ".join(users) or "netplay-nobody",
             passwords="yes" if any(user.password for user in ctx.topology.users) else "no",
             gateway_ports="yes" if settings["gateway_ports"] else "no",
-            login_timeout=int(settings["login_timeout"]),
+            # whole seconds for sshd, never shorter than asked (0 would mean no limit)
+            login_timeout=math.ceil(settings["login_timeout"]),
             max_auth_tries=settings["max_auth_tries"],
             max_sessions=settings["max_sessions"],
             max_connections=settings["max_connections"],
             max_per_client=settings["max_per_client"],
-            keepalive_interval=int(settings["keepalive_interval"]),
+            keepalive_interval=math.ceil(settings["keepalive_interval"]),
         )
 
     def start(self, ctx: Context) -> Start:

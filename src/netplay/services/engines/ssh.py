@@ -31,9 +31,10 @@ no idle timeout, as with OpenSSH.
 
 Port forwarding: local (``direct-tcpip``) connections are made, and remote
 (``tcpip-forward``) listeners opened, by the server, inside the host's
-network; as OpenSSH's ``GatewayPorts no``, a remote listener is bound to
-the loopback address unless ``gateway_ports = true``, and only root may
-listen on a port below 1024.
+network; as OpenSSH's ``GatewayPorts``, a remote listener is bound to the
+loopback address, or with ``gateway_ports = true`` to every address,
+whatever address the client asked for; only root may listen on a port
+below 1024.
 
 Memory: an idle service is one asyncio process (about 44 MB resident here,
 21 MB of it its own; asyncssh is imported by the server and by a health
@@ -180,6 +181,8 @@ class ServerLogic:
         self.service.connections.add(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:  # not a close: a client that stopped answering, a protocol error
+            log.info("connection from %s lost: %s", self.peer, exc)
         if self.conn is not None:
             self.service.connections.discard(self.conn)
 
@@ -255,8 +258,24 @@ class ServerLogic:
     # -- sessions and forwarding -----------------------------------------
 
     def session_requested(self) -> Any:
-        if self.account is None or self.sessions >= self.service.settings["max_sessions"]:
+        if self.account is None:
             return False
+        return self._session(self.account)
+
+    async def _session(self, account: Account) -> Any:
+        """The new session, or a refusal at ``max_sessions``: decided in a task of its
+        own, so once the loop has run what came before.  (asyncssh tells a session
+        that its channel closed in a callback of the loop: a close and an open that
+        came in one read found the closed session still counted, and the open was
+        refused; sshd too frees a place a moment after the close.)"""
+        import asyncssh
+
+        await asyncio.sleep(0)
+        if self.sessions >= self.service.settings["max_sessions"]:
+            log.info("%s: refusing a session past max_sessions", self.user)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "too many sessions"
+            )
         self.sessions += 1
         self.service.connections.touch(self.conn)
 
@@ -266,7 +285,7 @@ class ServerLogic:
         def active() -> None:
             self.service.connections.touch(self.conn)
 
-        return self.service.session(self.account, self.conn, self.service.rootless, ended, active)
+        return self.service.session(account, self.conn, self.service.rootless, ended, active)
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
@@ -283,9 +302,9 @@ class ServerLogic:
         if 0 < listen_port < 1024 and self.account.uid != 0:
             log.info("%s may not listen on port %d (below 1024)", self.user, listen_port)
             return False
-        # OpenSSH's GatewayPorts: no binds the loopback address whatever was asked
-        gateway = self.service.settings["gateway_ports"]
-        bind = ("" if listen_host == "*" else listen_host) if gateway else "localhost"
+        # OpenSSH's GatewayPorts: no binds the loopback address, yes every address,
+        # whatever was asked
+        bind = "" if self.service.settings["gateway_ports"] else "localhost"
         log.info("%s: listening on %s port %d for the client", self.user, bind, listen_port)
         return await self.conn.forward_local_port(bind, listen_port, listen_host, listen_port)
 
