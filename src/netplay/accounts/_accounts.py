@@ -78,14 +78,21 @@ def verify(stored: str, password: str) -> bool:
     return hmac.compare_digest(_scrypt(password, salt, log2_n, r, p, len(digest)), digest)
 
 
-@functools.cache
+_made: dict[str, str] = {}  # password -> the hash this process made of it
+_checked: dict[tuple[str, str], bool] = {}  # (stored hash, password) -> whether it is its
+
+
 def _hash_once(password: str) -> str:
-    return hash_password(password)
+    if password not in _made:
+        _made[password] = hash_password(password)
+        _checked[_made[password], password] = True  # the next host's file has it
+    return _made[password]
 
 
-@functools.cache
 def _verified_once(stored: str, password: str) -> bool:
-    return verify(stored, password)
+    if (stored, password) not in _checked:
+        _checked[stored, password] = verify(stored, password)
+    return _checked[stored, password]
 
 
 @functools.cache
