@@ -30,6 +30,17 @@ Rootless, the kernel refuses an overlay over a directory with mounts of
 the machine below it (/run on most systems: they are locked in a user
 namespace, and an overlay would uncover what they hide); such a directory
 stays the machine's, shared, and ``up`` says so once.
+
+The overlays are ``volatile``: they never sync their upper layer.  An
+overlay's unmount would otherwise sync the whole filesystem of the data
+directory, and the hosts' overlays go at ``down``: five per host (minutes
+for a thousand hosts on this machine's disk).  So a program's fsync in a
+host's /etc or /home does not reach the disk, and a crash of the machine
+(not of netplay) may lose what the hosts wrote since the kernel last wrote
+it back; the services' kept data is bind-mounted from the data directory,
+not overlaid, and keeps its fsyncs.  The mark a volatile overlay leaves in
+its work directory, which would refuse the next mount, is removed before
+each mount.
 For each namespace the child reports fds of its namespace files over a
 pipe, and the parent pins them through /proc/CHILD/fd while the child goes
 on to the next.  The machine's own /etc is never written."""
@@ -42,6 +53,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -288,6 +300,9 @@ def _make_view(spec: NsSpec, binds: Sequence[Mount], rootless: bool) -> set[Path
         opened.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
         return opened[-1]
 
+    for _target, _upper, work in spec.overlays:
+        # the mark a volatile overlay leaves, which would refuse the next mount
+        shutil.rmtree(work / "work" / "incompat", ignore_errors=True)
     try:
         layers = [
             (target, upper, open_path(target), open_path(upper), open_path(work))
@@ -301,7 +316,9 @@ def _make_view(spec: NsSpec, binds: Sequence[Mount], rootless: bool) -> set[Path
             if path.exists()
         ]
         for target, upper, lower_fd, upper_fd, work_fd in layers:
-            options = f"lowerdir={_fd(lower_fd)},upperdir={_fd(upper_fd)},workdir={_fd(work_fd)}"
+            options = (
+                f"lowerdir={_fd(lower_fd)},upperdir={_fd(upper_fd)},workdir={_fd(work_fd)},volatile"
+            )
             if rootless:  # trusted.* attributes are root's: the layers' go in user.*
                 options = "userxattr," + options
             try:
