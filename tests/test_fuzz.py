@@ -1015,7 +1015,9 @@ def huge(draw: st.DrawFn, case: Case, data: Data) -> tuple[Data, str] | None:
     nets = [("lans", n) for n in case.networks("lans")] + [
         ("links", n) for n in case.networks("links")
     ]
-    how = draw(st.sampled_from(["mtu", "long name", "big lan"]))
+    # (a LAN past the switch's 24,000 hosts is test_topology's: a fuzz case that
+    # big takes long to write and load, and one below it is valid and built)
+    how = draw(st.sampled_from(["mtu", "long name"]))
     if how == "long name":
         long = "h" * draw(st.sampled_from([33, 64, 255, 4096]))
         data["hosts"][long] = {}
@@ -1023,18 +1025,9 @@ def huge(draw: st.DrawFn, case: Case, data: Data) -> tuple[Data, str] | None:
     if not nets:
         return None
     kind, net = draw(st.sampled_from(nets))
-    if how == "mtu":
-        mtu = draw(st.sampled_from([0, -1, 1279, 65536, 2**31, 2**63 - 1, -(2**63), 10**30]))
-        data[kind][net]["mtu"] = mtu
-        return data, f"{kind}.{net}.mtu"
-    if kind != "lans":
-        return None
-    names = {h.casefold() for h in data["hosts"]}
-    big = [f"big-{i}" for i in range(1100) if f"big-{i}" not in names][:1024]
-    for name in big:
-        data["hosts"][name] = {}
-        data["lans"][net]["hosts"][name] = []
-    return data, f"lans.{net}.hosts"
+    mtu = draw(st.sampled_from([0, -1, 1279, 65536, 2**31, 2**63 - 1, -(2**63), 10**30]))
+    data[kind][net]["mtu"] = mtu
+    return data, f"{kind}.{net}.mtu"
 
 
 @mutation
