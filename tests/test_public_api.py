@@ -137,6 +137,7 @@ def test_layer_names() -> None:
         "read_state",
         "remove_path",
         "remove_state",
+        "remove_tree",
         "salvage",
         "start_keeper",
         "teardown",

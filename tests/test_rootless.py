@@ -284,9 +284,8 @@ def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) 
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout, result.stdout[-2000:]
-    assert not Path(f"/tmp/netplay-{uid}").exists() or not any(
-        Path(f"/tmp/netplay-{uid}").iterdir()
-    )
+    runtime = Path(f"/tmp/netplay-{uid}")
+    assert not runtime.exists() or not any(runtime.iterdir()), sorted(runtime.rglob("*"))
     assert _user_processes(uid) == []
 
 

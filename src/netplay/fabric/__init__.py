@@ -18,6 +18,7 @@ This is what the other layers use of it; the modules behind it are private:
   the overlays' layers forgotten at ``down``),
   :func:`teardown`,
   :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
+  :func:`remove_tree`,
   :func:`hosts_pinned`;
 - reading interfaces back: :func:`interfaces` (:class:`LiveInterface`);
 - link faults: :func:`disturb`;
@@ -36,6 +37,7 @@ from netplay.fabric._lifecycle import (
     note_run_netns,
     remove_path,
     remove_state,
+    remove_tree,
     teardown,
 )
 from netplay.fabric._linux import die_with_parent
@@ -101,6 +103,7 @@ __all__ = [
     "read_state",
     "remove_path",
     "remove_state",
+    "remove_tree",
     "salvage",
     "start_keeper",
     "teardown",

@@ -16,6 +16,8 @@ import errno
 import logging
 import os
 import resource
+import shutil
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -213,3 +215,19 @@ def remove_path(path: Path) -> None:
         if exc.errno != errno.ENOTEMPTY:
             raise
         log.warning("left %s: it holds files netplay did not make", path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a tree; missing is fine.  Without root's right to enter any
+    directory, those without permissions in it (an overlay leaves such in
+    its work directory) are opened to their owner first."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    if os.geteuid() != 0:
+        for top, directories, _files in os.walk(path):
+            for name in directories:
+                inner = os.path.join(top, name)
+                if not os.path.islink(inner):
+                    with contextlib.suppress(OSError):
+                        os.chmod(inner, stat.S_IRWXU)
+    shutil.rmtree(path)

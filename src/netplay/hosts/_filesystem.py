@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from netplay.fabric import Overlay, Paths, fresh_layers
+from netplay.fabric import Overlay, Paths, fresh_layers, remove_tree
 
 HOSTS_DATA = "hosts"  # in the playground's data directory
 WORK = ".work"
@@ -98,20 +97,4 @@ def _name(path: Path, host: str) -> None:
 
 def forget(data: Path) -> None:
     """Delete every host's layers: what the hosts wrote, all of it."""
-    _remove_tree(data / HOSTS_DATA)
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a tree; missing is fine.  Without root's right to enter any
-    directory, the directories without permissions in it (an overlay's work
-    directory has one) are opened to their owner first."""
-    if not (path.exists() or path.is_symlink()):
-        return
-    if os.geteuid() != 0:
-        for top, directories, _files in os.walk(path):
-            for name in directories:
-                inner = os.path.join(top, name)
-                if not os.path.islink(inner):
-                    with contextlib.suppress(OSError):
-                        os.chmod(inner, stat.S_IRWXU)
-    shutil.rmtree(path)
+    remove_tree(data / HOSTS_DATA)

@@ -70,7 +70,8 @@ def clean_after_killed_sessions() -> list[str]:
         for entry in base.iterdir():
             owner = _owner(entry.name)
             if owner is not None and not fabric.alive(*owner):
-                shutil.rmtree(entry, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    fabric.remove_tree(entry)
     return removed
 
 
@@ -87,6 +88,7 @@ def remove_session_data_dir(path: Path) -> None:
     """Remove this session's data directory (only one named after this process),
     and the runtime directory it was in if nothing else is there now."""
     if _owner(path.name) == (os.getpid(), fabric.process(os.getpid()).start):
-        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            fabric.remove_tree(path)  # rootless, an overlay's work directories too
         with contextlib.suppress(OSError):
             path.parent.rmdir()
