@@ -125,6 +125,7 @@ def test_layer_names() -> None:
         "in_session",
         "interfaces",
         "list_names",
+        "locked",
         "made_by",
         "name_process",
         "namespaces_available",

@@ -21,8 +21,6 @@ which names exist; the hashes are compared with :func:`hmac.compare_digest`.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import functools
 import hashlib
 import hmac
@@ -31,6 +29,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from netplay.fabric import locked
 from netplay.topology import User
 
 ACCOUNTS_FILE = "accounts.json"
@@ -125,7 +124,7 @@ class Accounts:
         """The accounts of ``users`` that have a password, their hashes kept in
         ``directory``: stored ones reused while their password is the same."""
         path = directory / ACCOUNTS_FILE
-        with _locked(directory / LOCK_FILE):
+        with locked(directory / LOCK_FILE):
             try:
                 stored = json.loads(path.read_text())
                 if not isinstance(stored, dict):
@@ -150,13 +149,3 @@ class Accounts:
                     os.fsync(out.fileno())
                 os.replace(temporary, path)
         return cls(hashes)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

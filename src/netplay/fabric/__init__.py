@@ -18,7 +18,7 @@ This is what the other layers use of it; the modules behind it are private:
   the overlays' layers forgotten at ``down``),
   :func:`teardown`,
   :func:`end_keeper`, :func:`remove_state`, :func:`remove_path`,
-  :func:`remove_tree`,
+  :func:`remove_tree`, :func:`locked` (a lock file),
   :func:`hosts_pinned`;
 - reading interfaces back: :func:`interfaces` (:class:`LiveInterface`);
 - link faults: :func:`disturb`;
@@ -32,6 +32,7 @@ from netplay.fabric._lifecycle import (
     build,
     end_keeper,
     hosts_pinned,
+    locked,
     made_by,
     namespaces_of,
     note_run_netns,
@@ -91,6 +92,7 @@ __all__ = [
     "in_session",
     "interfaces",
     "list_names",
+    "locked",
     "made_by",
     "name_process",
     "namespaces_available",

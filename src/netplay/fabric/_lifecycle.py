@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import resource
 import shutil
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from netplay._model import State
@@ -231,3 +232,15 @@ def remove_tree(path: Path) -> None:
                     with contextlib.suppress(OSError):
                         os.chmod(inner, stat.S_IRWXU)
     shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Exclusive use of what ``path`` (a lock file, made if missing) stands for,
+    across processes; let go when the block ends or the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

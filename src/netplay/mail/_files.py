@@ -1,26 +1,11 @@
-"""The few file steps every part of the mail store takes, in one place: an
-exclusive lock, a file written whole before it is seen, and an fsync of the
-directory that makes a rename or an unlink last."""
+"""The few file steps every part of the mail store takes, in one place: a
+file written whole before it is seen, and an fsync of the directory that
+makes a rename or an unlink last (the lock is :func:`netplay.fabric.locked`)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-from collections.abc import Iterator
 from pathlib import Path
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Exclusive use of what ``path`` (a lock file, made if missing) stands for,
-    across processes; let go when the block ends or the process dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:

@@ -42,7 +42,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from netplay.mail._files import fsync_dir, locked, replace, write_new
+from netplay.fabric import locked
+from netplay.mail._files import fsync_dir, replace, write_new
 
 UIDLIST = "dovecot-uidlist"
 KEYWORDS = "dovecot-keywords"

@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from netplay.mail._files import fsync_dir, locked, write_new
+from netplay.fabric import locked
+from netplay.mail._files import fsync_dir, write_new
 from netplay.mail._index import INFO, Folder, read_keywords
 from netplay.topology import Topology, User
 

@@ -30,7 +30,6 @@ threads: glibc's seteuid changes every thread's ids).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import logging
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from netplay.fabric import locked
 from netplay.services._base import Context
 
 log = logging.getLogger("netplay.ftp")
@@ -406,13 +406,9 @@ def make_samples(area: Path) -> None:
     a lock: a host's services start at once, and two ftp services share the area."""
     area.mkdir(mode=0o755, parents=True, exist_ok=True)
     os.chmod(area, 0o755)
-    fd = os.open(area.parent / ".ftp-samples.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(area.parent / ".ftp-samples.lock"):
         if not (area.parent / MADE).exists():
             _write_samples(area)
-    finally:
-        os.close(fd)
 
 
 def _write_samples(area: Path) -> None:

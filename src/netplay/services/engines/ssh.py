@@ -50,18 +50,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import pwd
 import re
 import signal
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from netplay.fabric import locked
 from netplay.services._base import Context, Engine, HealthError, Start, ensure_accounts
 from netplay.services._connections import Connections
 from netplay.services._registry import register
@@ -102,7 +102,7 @@ def host_keys(directory: Path) -> list[Path]:
 
     directory.mkdir(mode=0o700, exist_ok=True)
     paths = []
-    with _locked(directory / ".lock"):
+    with locked(directory / ".lock"):
         for algorithm, name in HOST_KEY_TYPES:
             path = directory / name
             if not path.exists():
@@ -121,16 +121,6 @@ def _write(path: Path, data: bytes, mode: int) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def public_host_key(ctx: Context) -> Path:
