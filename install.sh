@@ -12,7 +12,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
-packages="python3-venv nftables iproute2 iputils-ping traceroute curl bind9-dnsutils openssl ca-certificates"
+packages="python3-venv nftables iproute2 iputils-ping traceroute curl bind9-dnsutils openssl ca-certificates uidmap"
 extras=""
 
 fail() {

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from _mail import mail_engine
 from netplay import Playground
+from netplay.fabric import remove_tree
 
 with warnings.catch_warnings():
     # Hypothesis suggests a patch for a failing example with libcst, where it is
@@ -29,14 +30,15 @@ with warnings.catch_warnings():
 @pytest.fixture(scope="session", autouse=True)
 def data_dir() -> Iterator[str]:
     """Keep the CAs of the playgrounds tests make themselves (which outlive
-    `down`) out of /var/lib, and delete them."""
+    `down`) out of /var/lib, and delete them (and, rootless, what the hosts'
+    users made, which only netplay's remover may delete)."""
     path = tempfile.mkdtemp(prefix="netplay-test-data-")
     os.environ["NETPLAY_DATA_DIR"] = path
     try:
         yield path
     finally:
         del os.environ["NETPLAY_DATA_DIR"]
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(Path(path))
 
 
 @pytest.fixture

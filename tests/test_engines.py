@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from netplay import Playground, ServiceState, ServiceStatus, Spawned, TopologyError
-from netplay.fabric import alive
+from netplay.fabric import alive, process
 from netplay.services import Context, Engine, registered
 from netplay.testing import wait_for_service
 from netplay.topology import Topology, loads
@@ -179,10 +179,14 @@ def test_nothing_is_left_after_down(playground_factory: Any, kind: str, engine: 
     pg: Playground = playground_factory(declaration(kind, engine))
     now = pg.service(IDENT)
     runner = pg.state.runners[IDENT]
+    assert now.pid is not None
+    server = process(now.pid)
     files = [Path(now.log), pg.paths.dir]
-    server_net = os.stat(f"/proc/{now.pid}/ns/net").st_ino
+    # the runner's: rootless with subordinate ids, the server may be another user's,
+    # whose namespaces this user may not read; the runner is in the same host
+    server_net = os.stat(f"/proc/{runner.pid}/ns/net").st_ino
     pg.down()
-    assert not alive(runner.pid, runner.start)
+    assert not alive(runner.pid, runner.start) and not alive(server.pid, server.start)
     assert _in_network_namespace(server_net) == []
     assert not any(path.exists() for path in files)
     assert pg.name not in Playground.names()

@@ -25,7 +25,8 @@ from netplay import (
 from netplay.cli._commands import COMMANDS
 from netplay.cli._console import help_text, run_console
 from netplay.cli._format import (
-    ROOTLESS_DIFFERS,
+    ROOTLESS_ONE_USER,
+    ROOTLESS_SHARED,
     describe_faults,
     format_list,
     format_service,
@@ -86,8 +87,11 @@ def test_status_tables() -> None:
     faults = next(line for line in text.splitlines() if line.startswith("│ isp-lan"))
     assert "modemA: loss 20%, rate 1mbit, down" in faults
     assert "services" not in text  # no table for a playground without services
-    assert text.endswith(ROOTLESS_DIFFERS)  # what differs, rootless
-    assert ROOTLESS_DIFFERS not in format_status(dataclasses.replace(_status(), mode=Mode.ROOT))
+    assert text.endswith(ROOTLESS_SHARED)  # what differs, rootless with subordinate ids
+    one_user = format_status(dataclasses.replace(_status(), one_user=True))
+    assert one_user.endswith(ROOTLESS_SHARED + ROOTLESS_ONE_USER)  # and without
+    as_root = format_status(dataclasses.replace(_status(), mode=Mode.ROOT))
+    assert ROOTLESS_SHARED not in as_root and ROOTLESS_ONE_USER not in as_root
 
 
 def test_services_table_says_why_a_service_failed() -> None:

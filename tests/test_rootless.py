@@ -78,6 +78,8 @@ REPRESENTATIVE = (
     "test_engines.py",
     "test_echo.py",
 )
+#: what differs with subordinate ids is who the servers run as: the engines' part
+WITH_SUBORDINATE_IDS = ("test_engines.py",)
 
 
 def _unprivileged_userns() -> bool:
@@ -116,10 +118,11 @@ def user() -> Iterator[tuple[str, Path]]:
         shutil.rmtree(f"/tmp/pytest-of-{name}", ignore_errors=True)  # its pytester runs
 
 
-def _kill_processes_of(uid: int) -> None:
-    """End whatever the test's own user left running, by pid (it may fork meanwhile)."""
+def _kill_processes_of(uid: int, count: int = 1) -> None:
+    """End whatever the test's own user (or ``count`` users from ``uid``) left
+    running, by pid (it may fork meanwhile)."""
     for _ in range(10):
-        pids = _user_processes(uid)
+        pids = _user_processes(uid, count)
         if not pids:
             return
         for pid in pids:
@@ -176,6 +179,7 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
         assert status.returncode == 0, status.stderr
         described = json.loads(status.stdout)
         assert (described["schema"], described["mode"]) == (1, "rootless")
+        assert described["one_user"] is True  # the user has no subordinate ids
         assert "h1" in {host["name"] for host in described["hosts"]}
         shown = {_title(pid) for pid in _user_processes(uid)}  # as ps shows them
         assert {"netplay: book keeper", "netplay: book www/https server"} <= shown
@@ -190,6 +194,91 @@ def test_rootless_up_exec_status_down(user: tuple[str, Path]) -> None:
     assert key.stat().st_uid == uid and key.stat().st_mode & 0o777 == 0o600
 
 
+SUBORDINATE_IDS = 65536
+
+
+def _free_range(*tables: Path) -> int:
+    """A first id for a range of subordinate ids that no line of ``tables`` overlaps."""
+    ends = [100000]
+    for table in tables:
+        with contextlib.suppress(FileNotFoundError):
+            for line in table.read_text().splitlines():
+                fields = line.split(":")
+                if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+                    ends.append(int(fields[1]) + int(fields[2]))
+    return max(ends)
+
+
+@pytest.fixture(scope="module")
+def mapped_user(user: tuple[str, Path]) -> Iterator[tuple[str, Path, int]]:
+    """Another fresh unprivileged user, with subordinate ids (lines of its own in
+    /etc/subuid and /etc/subgid, as useradd gives an ordinary user), the
+    packages of ``user``, and the first of its ids."""
+    if shutil.which("newuidmap") is None:
+        pytest.skip("needs newuidmap and newgidmap (.ci/run installs uidmap)")
+    name = f"np{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        check=True,
+    )
+    tables = (Path("/etc/subuid"), Path("/etc/subgid"))
+    first = _free_range(*tables)
+    line = f"{name}:{first}:{SUBORDINATE_IDS}\n"
+    for table in tables:
+        with table.open("a") as f:
+            f.write(line)
+    uid = pwd.getpwnam(name).pw_uid
+    try:
+        yield name, user[1], first
+    finally:
+        _kill_processes_of(first, SUBORDINATE_IDS)  # its hosts' users' first
+        _kill_processes_of(uid)
+        for table in tables:
+            table.write_text("".join(k for k in table.read_text().splitlines(True) if k != line))
+        subprocess.run(["userdel", name], check=False)
+        shutil.rmtree(f"/tmp/netplay-{uid}", ignore_errors=True)
+        shutil.rmtree(_data_dir(uid), ignore_errors=True)
+        shutil.rmtree(f"/tmp/pytest-of-{name}", ignore_errors=True)
+
+
+def test_rootless_with_subordinate_ids_the_accounts_are_users(
+    mapped_user: tuple[str, Path, int],
+) -> None:
+    """Where the user has subordinate ids, the playground's user namespace maps
+    them: brandon is a user of his own in a host, with his home, and a program
+    can become him; outside, his files belong to a subordinate id, and
+    ``down --purge`` removes them all the same."""
+    name, lib, first = mapped_user
+    user = (name, lib)
+    uid = pwd.getpwnam(name).pw_uid
+    up = as_user(user, "up", "--detach")
+    assert up.returncode == 0, up.stderr
+    try:
+        uid_map = as_user(user, "exec", "h1", "--", "cat", "/proc/self/uid_map").stdout.split()
+        assert uid_map == ["0", str(uid), "1", "1", str(first), str(SUBORDINATE_IDS)]
+        number = int(as_user(user, "exec", "h1", "--", "id", "-u", "brandon").stdout)
+        assert number >= 1000  # an ordinary user's, in the host's own /etc/passwd
+        home = as_user(user, "exec", "h1", "--", "stat", "-c", "%U %G %a", "/home/brandon")
+        assert home.stdout == "brandon brandon 700\n", home.stdout + home.stderr
+        script = "id -un; touch /tmp/mine; stat -c %U /tmp/mine; touch /etc/x"
+        su = as_user(user, "exec", "h1", "--", "su", "brandon", "-s", "/bin/sh", "-c", script)
+        assert su.stdout == "brandon\nbrandon\n", su.stdout + su.stderr
+        assert "Permission denied" in su.stderr  # /etc is root's, and brandon is not root
+        ssh = as_user(user, "ssh", "www", "-u", "brandon", "--", "id", "-un")  # sshd's setuid
+        assert ssh.stdout == "brandon\n", ssh.stdout + ssh.stderr
+        status = as_user(user, "status")
+        assert "rootless:" in status.stdout and "subordinate" not in status.stdout
+        described = json.loads(as_user(user, "status", "--json").stdout)
+        assert described["one_user"] is False
+        kept = Path(_data_dir(uid)) / "book" / "hosts" / "h1" / "home" / "brandon"
+        assert kept.stat().st_uid == first + number - 1  # brandon's, outside
+    finally:
+        down = as_user(user, "down", "--purge")
+    assert down.returncode == 0, down.stderr
+    assert not (Path(_data_dir(uid)) / "book").exists()
+    assert _user_processes(uid) == [] and _user_processes(first, SUBORDINATE_IDS) == []
+
+
 def test_rootless_without_a_home_for_the_ca_is_one_sentence(user: tuple[str, Path]) -> None:
     uid = pwd.getpwnam(user[0]).pw_uid
     up = as_user(user, "up", "--detach", data=False)
@@ -200,14 +289,14 @@ def test_rootless_without_a_home_for_the_ca_is_one_sentence(user: tuple[str, Pat
     assert _user_processes(uid) == []
 
 
-def _user_processes(uid: int) -> list[int]:
-    """Live (not zombie) processes of ``uid``."""
+def _user_processes(uid: int, count: int = 1) -> list[int]:
+    """Live (not zombie) processes of ``uid`` (or of ``count`` users from ``uid``)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid == uid and alive(int(entry.name), None):
+            if uid <= entry.stat().st_uid < uid + count and alive(int(entry.name), None):
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -254,11 +343,23 @@ def test_no_user_namespaces_left_is_one_sentence(user: tuple[str, Path]) -> None
     assert not Path(f"/tmp/netplay-{account.pw_uid}/book/state.json").exists()
 
 
-def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) -> None:
-    name, lib = user
+@pytest.mark.timeout(600)  # a suite of its own, of about two minutes
+@pytest.mark.parametrize("ids", ["one user", "subordinate ids"])
+def test_a_representative_part_of_the_suite_as_the_user(
+    ids: str, request: pytest.FixtureRequest
+) -> None:
+    """As a user the system gives no subordinate ids (one user mapped), then as
+    one it gives some: each engine runs as it can there."""
+    if ids == "one user":
+        name, lib = request.getfixturevalue("user")
+        part, first = REPRESENTATIVE, None
+    else:
+        name, lib, first = request.getfixturevalue("mapped_user")
+        part = WITH_SUBORDINATE_IDS
     uid = pwd.getpwnam(name).pw_uid
     checkout = Path(__file__).parent.parent
     tree = lib / "checkout"
+    shutil.rmtree(tree, ignore_errors=True)  # the other user's run left its copy
     shutil.copytree(
         checkout / "tests", tree / "tests", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -275,7 +376,7 @@ def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) 
     ]
     argv = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x"]
     result = subprocess.run(
-        ["runuser", "-u", name, "--", "env", *env, *argv, *(f"tests/{t}" for t in REPRESENTATIVE)],
+        ["runuser", "-u", name, "--", "env", *env, *argv, *(f"tests/{t}" for t in part)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -287,6 +388,8 @@ def test_a_representative_part_of_the_suite_as_the_user(user: tuple[str, Path]) 
     runtime = Path(f"/tmp/netplay-{uid}")
     assert not runtime.exists() or not any(runtime.iterdir()), sorted(runtime.rglob("*"))
     assert _user_processes(uid) == []
+    if first is not None:  # nor a server its hosts' users ran
+        assert _user_processes(first, SUBORDINATE_IDS) == []
 
 
 @pytest.mark.parametrize("made", ["by root", "as a link"])

@@ -186,6 +186,9 @@ class Status:
     name: str
     mode: Mode
     topology: str
+    #: rootless: whether the user namespace maps one user only (no subordinate
+    #: ids), so that every account of the hosts is that user
+    one_user: bool = False
     hosts: tuple[HostStatus, ...]
     networks: tuple[NetworkStatus, ...]
     #: cable id (``HOST/NETWORK``) -> its faults; cables without faults are absent

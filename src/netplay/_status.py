@@ -66,6 +66,7 @@ def status(paths: Paths, topology: Topology, state: State) -> Status:
         name=paths.name,
         mode=state.mode,
         topology=topology.name,
+        one_user=state.keeper is not None and fabric.one_user_mapped(state.keeper.pid),
         hosts=tuple(hosts),
         networks=networks,
         faults=MappingProxyType(dict(state.faults)),

@@ -21,18 +21,23 @@ def _render(*tables: Table) -> str:
     return out.getvalue()
 
 
-ROOTLESS_DIFFERS = (
-    "rootless: the hosts' accounts share one user id (yours; root inside), so no "
-    "program can become another user and files are root's there; and a directory "
-    "with the machine's mounts below it (/run, on most systems) is every host's, "
-    "shared (docs/topology.md, Users)\n"
+ROOTLESS_SHARED = (
+    "rootless: a directory with the machine's mounts below it (/run, on most systems) "
+    "is every host's, shared (docs/topology.md, Users)\n"
+)
+ROOTLESS_ONE_USER = (
+    "rootless without subordinate ids (/etc/subuid): the hosts' accounts share one "
+    "user id (yours; root inside), so no program can become another user and files "
+    "are root's there\n"
 )
 
 
 def format_status(status: Status) -> str:
     """The status of one playground as text tables (and, rootless, what differs)."""
     text = _tables(status)
-    return text + ROOTLESS_DIFFERS if status.mode == Mode.ROOTLESS else text
+    if status.mode == Mode.ROOTLESS:
+        text += ROOTLESS_SHARED + (ROOTLESS_ONE_USER if status.one_user else "")
+    return text
 
 
 def _tables(status: Status) -> str:

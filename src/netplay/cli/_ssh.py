@@ -72,7 +72,7 @@ except KeyError:
 def give(fd):
     try:
         os.fchown(fd, entry.pw_uid, entry.pw_gid)
-    except OSError:  # rootless: the user's ids are not mapped, root's it stays
+    except OSError:  # rootless without subordinate ids: only root is mapped, root's it stays
         pass
 
 blob = line.split()[1]

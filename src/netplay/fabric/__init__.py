@@ -11,7 +11,8 @@ This is what the other layers use of it; the modules behind it are private:
   claimed;
 - reaching the namespaces, as root or rootless: :class:`Realm`,
   :func:`start_keeper`, :func:`enter_host`, :func:`netns`,
-  :func:`namespaces_available`;
+  :func:`namespaces_available`; the users a rootless playground maps:
+  :func:`subordinate_ids`, :func:`one_user_mapped`, :func:`many_users`;
 - building and removing: :func:`nft_path` (checked before), :func:`made_by`,
   :func:`note_run_netns`, :func:`build` (the hosts' :class:`HostSetup`: bind
   mounts, :class:`Overlay` and :class:`Privacy`; :func:`fresh_layers` for
@@ -66,7 +67,13 @@ from netplay.fabric._state import (
     update_state,
     write_state,
 )
-from netplay.fabric._userns import Realm, start_keeper
+from netplay.fabric._userns import (
+    Realm,
+    many_users,
+    one_user_mapped,
+    start_keeper,
+    subordinate_ids,
+)
 from netplay.fabric._userns import available as namespaces_available
 
 __all__ = [
@@ -94,12 +101,14 @@ __all__ = [
     "list_names",
     "locked",
     "made_by",
+    "many_users",
     "name_process",
     "namespaces_available",
     "namespaces_of",
     "netns",
     "nft_path",
     "note_run_netns",
+    "one_user_mapped",
     "process",
     "read_raw",
     "read_state",
@@ -108,6 +117,7 @@ __all__ = [
     "remove_tree",
     "salvage",
     "start_keeper",
+    "subordinate_ids",
     "teardown",
     "update_state",
     "write_state",

@@ -30,6 +30,7 @@ from netplay.fabric import _nft as nft
 from netplay.fabric import _procs as procs
 from netplay.fabric._namespaces import HostSetup, Privacy
 from netplay.fabric._state import TMP_PREFIX, Paths, list_names, read_state
+from netplay.fabric._userns import as_root, subordinate_ids
 from netplay.topology import Topology
 
 log = logging.getLogger("netplay")
@@ -221,8 +222,13 @@ def remove_path(path: Path) -> None:
 def remove_tree(path: Path) -> None:
     """Remove a tree; missing is fine.  Without root's right to enter any
     directory, those without permissions in it (an overlay leaves such in
-    its work directory) are opened to their owner first."""
+    its work directory) are opened to their owner first; and where this user
+    has subordinate ids, which a rootless playground's accounts own files
+    as, it is removed as root of a user namespace that maps them."""
     if not (path.exists() or path.is_symlink()):
+        return
+    if os.geteuid() != 0 and subordinate_ids() is not None:
+        as_root(shutil.rmtree, path)
         return
     if os.geteuid() != 0:
         for top, directories, _files in os.walk(path):

@@ -5,6 +5,15 @@ which the user is root, mapped to the user's own uid and gid, as rootless
 container tools do), a mount namespace and an empty network namespace, then
 becomes ``sleep infinity`` holding them.
 
+Where the system gives the user subordinate ids (``/etc/subuid`` and
+``/etc/subgid``, with ``newuidmap`` and ``newgidmap`` of the uidmap
+package), the namespace maps :data:`SUBORDINATE_IDS` of them too, as ids 1
+and up, as podman does: the hosts' accounts are then users of their own,
+and a program can become one.  Files such a user owns belong to a
+subordinate id outside, which the user cannot remove as itself:
+:func:`as_root` removes them in a namespace of the same map.  Otherwise
+the namespace maps the user alone, and every account is that one id.
+
 A :class:`Realm` is how a process reaches a playground's namespaces.  As
 root it is this very process.  Rootless, joining the keeper's user
 namespace cannot be undone, and a process that joined one playground could
@@ -19,14 +28,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import logging
 import os
 import pickle
+import pwd
 import selectors
 import shutil
 import struct
+import subprocess
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from netplay._model import Process
@@ -36,6 +50,133 @@ from netplay.fabric._procs import alive, start_time
 
 T = TypeVar("T")
 LENGTH = struct.Struct("!Q")
+log = logging.getLogger("netplay")
+
+#: how many subordinate ids a user namespace maps, as ids 1 to 65536: what
+#: useradd gives each user (SUB_UID_COUNT), and room for every account of a
+#: Debian system (nobody is 65534)
+SUBORDINATE_IDS = 65536
+SUBUID, SUBGID = Path("/etc/subuid"), Path("/etc/subgid")
+
+
+@dataclass(frozen=True, slots=True)
+class IdMap:
+    """A user namespace's ids: the user's own as root, and, from 1, a range
+    of its subordinate ids."""
+
+    uid: int
+    gid: int
+    first_uid: int
+    first_gid: int
+
+    def commands(self, pid: int) -> list[list[str]]:
+        """The uidmap commands that give process ``pid``'s new user namespace this map."""
+        return [
+            [tool, str(pid), "0", str(own), "1", "1", str(first), str(SUBORDINATE_IDS)]
+            for tool, own, first in (
+                ("newuidmap", self.uid, self.first_uid),
+                ("newgidmap", self.gid, self.first_gid),
+            )
+        ]
+
+
+def _first_subordinate(table: Path, name: str, number: int) -> int | None:
+    """The first id of the user's first range in ``table`` (``/etc/subuid``) that
+    has :data:`SUBORDINATE_IDS` ids, if it has one; lines name the user or its number."""
+    try:
+        lines = table.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.strip().split(":")
+        if len(fields) != 3 or fields[0] not in (name, str(number)):
+            continue
+        with contextlib.suppress(ValueError):
+            first, count = int(fields[1]), int(fields[2])
+            if count >= SUBORDINATE_IDS:
+                return first
+    return None
+
+
+@functools.cache
+def subordinate_ids() -> IdMap | None:
+    """The map a user namespace of this user's gets: None if the system gives
+    it no subordinate ids (or has no uidmap tools), or as root."""
+    uid, gid = os.geteuid(), os.getegid()
+    if uid == 0 or not (shutil.which("newuidmap") and shutil.which("newgidmap")):
+        return None
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+    first_uid = _first_subordinate(SUBUID, name, uid)
+    first_gid = _first_subordinate(SUBGID, name, uid)
+    if first_uid is None or first_gid is None:
+        return None
+    return IdMap(uid, gid, first_uid, first_gid)
+
+
+def one_user_mapped(pid: int | None = None) -> bool:
+    """Whether this process (or ``pid``) is in a user namespace that maps one
+    user (a rootless playground's without subordinate ids: its root, outside
+    the user who made it), where no file can be given to another user and no
+    program can become one."""
+    try:
+        lines = Path(f"/proc/{pid or 'self'}/uid_map").read_text().splitlines()
+    except OSError:
+        return False
+    return sum(int(line.split()[2]) for line in lines) == 1
+
+
+def many_users() -> bool:
+    """Whether this process's playgrounds have users besides their root, so
+    that a daemon may become one: as root, or in a rootless playground's
+    user namespace that maps subordinate ids, or outside one, as a user
+    with subordinate ids to map."""
+    if os.geteuid() == 0:
+        return not one_user_mapped()
+    return subordinate_ids() is not None
+
+
+def _unshare(flags: int, ids: IdMap | None, tell: int, told: int) -> None:
+    """In a child: make a user namespace (and the namespaces of ``flags``) in
+    which this user is root.  With ``ids`` the parent maps them (it says "u"
+    on ``tell`` and waits for "m" on ``told``: only a process outside the
+    namespace may); otherwise, or if the parent could not, it maps the user
+    alone."""
+    uid, gid = os.geteuid(), os.getegid()
+    linux.unshare(linux.CLONE_NEWUSER | flags)
+    if ids is not None:
+        os.write(tell, b"u")
+        if os.read(told, 1) == b"m":
+            return
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"0 {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"0 {gid} 1")
+
+
+def _map(pid: int, ids: IdMap, heard: int, tell: int) -> bytes | None:
+    """The parent's half of :func:`_unshare` with ``ids``: once the child says
+    its namespace is made, map the ids (or tell it to map itself alone, with
+    a warning).  Returns what the child said instead if it failed first."""
+    said = os.read(heard, 64)
+    if said != b"u":
+        return said
+    for command in ids.commands(pid):
+        run = subprocess.run(command, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            log.warning(
+                "%s failed (%s): the user namespace maps your user alone",
+                command[0],
+                run.stderr.strip() or f"exit status {run.returncode}",
+            )
+            os.write(tell, b"1")
+            return None
+    os.write(tell, b"m")
+    return None
 
 
 def _deny(exc: OSError) -> NoPrivilegesError:
@@ -59,7 +200,7 @@ def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
     only if the block ends without an exception: until then it waits for a go
     ahead, and a process killed before it could record the keeper takes the
     keeper along (the pipe closes with no go)."""
-    uid, gid = os.geteuid(), os.getegid()
+    ids = subordinate_ids()
     sleep = shutil.which("sleep") or "/bin/sleep"
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -69,14 +210,8 @@ def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
             os.close(ready_r)
             os.close(go_w)
             allowed = linux.ordered_namespaces_cpu()
-            linux.unshare(linux.CLONE_NEWUSER | linux.CLONE_NEWNS | linux.CLONE_NEWNET)
+            _unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET, ids, ready_w, go_r)
             os.sched_setaffinity(0, allowed)
-            with open("/proc/self/setgroups", "w") as f:
-                f.write("deny")
-            with open("/proc/self/uid_map", "w") as f:
-                f.write(f"0 {uid} 1")
-            with open("/proc/self/gid_map", "w") as f:
-                f.write(f"0 {gid} 1")
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
             os.setsid()
             os.write(ready_w, b"r")
@@ -96,7 +231,7 @@ def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
     os.close(go_r)
     try:
         try:
-            answer = os.read(ready_r, 64)
+            answer = (ids and _map(pid, ids, ready_r, go_w)) or os.read(ready_r, 64)
         finally:
             os.close(ready_r)
         if answer != b"r":
@@ -107,6 +242,42 @@ def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
         os.write(go_w, b"g")
     finally:
         os.close(go_w)
+
+
+def as_root(fn: Callable[..., object], *args: Any) -> None:
+    """``fn(*args)`` in a child that is root of a user namespace of its own,
+    with the map of :func:`subordinate_ids`: where files a rootless
+    playground's users made (their subordinate ids', outside) can be removed.
+    The child's exception, if any, is raised here."""
+    ids = subordinate_ids()
+    tell_r, tell_w = os.pipe()
+    told_r, told_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - reports through the pipe
+        outcome: BaseException | None = None
+        try:
+            os.close(tell_r)
+            os.close(told_w)
+            _unshare(0, ids, tell_w, told_r)
+            fn(*args)
+        except BaseException as exc:
+            outcome = exc
+        with contextlib.suppress(BaseException):
+            os.write(tell_w, pickle.dumps(outcome))
+        os._exit(0)
+    os.close(tell_w)
+    os.close(told_r)
+    try:
+        said = (ids and _map(pid, ids, tell_r, told_w)) or b""
+        with open(tell_r, "rb", closefd=False) as answer:
+            said += answer.read()
+    finally:
+        os.close(tell_r)
+        os.close(told_w)
+        os.waitpid(pid, 0)
+    outcome = pickle.loads(said) if said else OSError(errno.EIO, "the remover died")
+    if outcome is not None:
+        raise outcome
 
 
 def join(pid: int) -> None:

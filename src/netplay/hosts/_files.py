@@ -37,7 +37,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from netplay import pki
+from netplay import fabric, pki
 from netplay.fabric import HostSetup, Mount, Paths, Privacy, remove_path
 from netplay.hosts import _filesystem as filesystem
 from netplay.hosts._users import Hashes, add_users
@@ -113,7 +113,7 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
     hashes = Hashes()
     for host in topology.hosts:
         own = filesystem.filesystem(paths.data, host.name)
-        add_users(own, topology.users, hashes, own_ids=paths.root)
+        add_users(own, topology.users, hashes, own_ids=fabric.many_users())
     return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy, overlays=overlays)
 
 

@@ -23,10 +23,12 @@ Passwords in /etc/shadow are yescrypt hashes (``$y$``, Debian's default),
 made by the system's libcrypt, which is what ``su``, ``login`` and sshd
 check them with.  One hash serves every host of an ``up``.
 
-Rootless, the playground's user namespace maps one user only (the one
-running netplay, who is root in it): files cannot be given to another
-user, so a home directory belongs to root there, and a program cannot
-become the user (docs/hosts.md says what differs).
+Rootless, the playground's user namespace maps the user's subordinate ids
+where the system gives it some (:func:`netplay.fabric.subordinate_ids`),
+and all of this holds; otherwise it maps one user only (the one running
+netplay, who is root in it): files cannot be given to another user, so a
+home directory belongs to root there, and a program cannot become the
+user (docs/topology.md, Users, says what differs).
 """
 
 from __future__ import annotations
@@ -158,7 +160,8 @@ class Hashes:
 def add_users(own: Path, users: Iterable[User], hashes: Hashes, *, own_ids: bool) -> None:
     """Make sure ``users`` are accounts of the host whose upper layers are in
     ``own`` (``own/etc`` for its /etc; see the module's docstring).
-    ``own_ids``: files can be given to the users (not rootless)."""
+    ``own_ids``: files can be given to the users (not in a user namespace
+    that maps one user)."""
     users = list(users)
     if not users:
         return

@@ -27,26 +27,28 @@ AUTH_USER = "dovecot"  # Dovecot's auth process reads the password file
 PBKDF2_ROUNDS = 50_000
 
 
-def one_user_mapped() -> bool:
-    """Whether this process is in a rootless playground's user namespace, which
-    maps one user (its root: outside, the user who made the playground)."""
-    try:
-        lines = Path("/proc/self/uid_map").read_text().splitlines()
-    except OSError:
-        return False
-    return sum(int(line.split()[2]) for line in lines) == 1
+def needs_root(engine: str, daemon: str, instead: str) -> str | None:
+    """Why ``engine`` (Debian's ``daemon``) cannot run as this process (one
+    sentence, naming the engine to use ``instead``), or None if it can.
 
-
-def needs_root(engine: str, instead: str) -> str | None:
-    """Why ``engine`` cannot run as this process (one sentence, naming the engine to
-    use ``instead``), or None if it can."""
-    if os.geteuid() == 0 and not one_user_mapped():
+    The daemons become other users as the machine's root and check that
+    their files are root's; a rootless playground's root is the user who
+    made it, even where subordinate ids give it other users."""
+    if os.geteuid() == 0 and not _in_user_namespace():
         return None
     return (
-        f"the {engine} engine needs netplay run as root, since {engine.capitalize()} opens "
-        f"each mailbox as the user {MAIL_USER} and a rootless playground has one user: "
-        f'run netplay as root or use engine = "{instead}"'
+        f"the {engine} engine needs netplay run as root: Debian's {daemon} runs as the "
+        f"machine's root, which a rootless playground's root is not; run netplay as root "
+        f'or use engine = "{instead}"'
     )
+
+
+def _in_user_namespace() -> bool:
+    """Whether this process's root is not the machine's (its uid 0 is another's)."""
+    try:
+        return Path("/proc/self/uid_map").read_text().split()[:2] != ["0", "0"]
+    except OSError:
+        return False
 
 
 def mail_user() -> pwd.struct_passwd:

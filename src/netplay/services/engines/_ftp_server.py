@@ -463,7 +463,7 @@ def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     from pyftpdlib.servers import FTPServer
 
     from netplay.accounts import Accounts
-    from netplay.services.engines._daemons import one_user_mapped
+    from netplay.fabric import many_users
 
     with contextlib.suppress(OSError, AttributeError):  # see the ssh engine: scrypt's 16 MiB
         import ctypes
@@ -473,7 +473,7 @@ def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     if settings["anonymous"]:
         area = ctx.data / SAMPLES_DIR
         make_samples(area)
-    switch = os.geteuid() == 0 and not one_user_mapped()
+    switch = many_users()
     if not switch:
         log.warning(
             "rootless: this user namespace maps one user only, so files are read and "

@@ -56,6 +56,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from netplay import fabric
+
 CHUNK = 32768
 #: bytes of the client's input held for a child that does not read, before the
 #: channel stops reading
@@ -83,24 +85,11 @@ def account_of(entry: pwd.struct_passwd) -> Account:
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
 
 
-def _mapped(uid: int) -> bool:
-    """Whether ``uid`` exists in this process's user namespace."""
-    try:
-        with open("/proc/self/uid_map") as f:
-            lines = f.read().split()
-    except OSError:
-        return True
-    numbers = [int(word) for word in lines]
-    return any(
-        first <= uid < first + count
-        for first, count in zip(numbers[0::3], numbers[2::3], strict=True)
-    )
-
-
 def sessions_switch_user() -> bool:
     """Whether sessions can become another user: False in a user namespace that
-    maps a single uid (rootless), where setuid to another uid is impossible."""
-    return os.geteuid() == 0 and _mapped(1) and _mapped(65533)
+    maps a single uid (rootless, without subordinate ids), where setuid to
+    another uid is impossible."""
+    return fabric.many_users()
 
 
 def session_class() -> type[SessionLogic]:

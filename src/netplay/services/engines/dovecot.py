@@ -119,7 +119,7 @@ class DovecotMailbox(MailboxEngine):
                 f"the dovecot engine of {self.protocol} needs Dovecot: install it "
                 f'(apt-get install {package}) or use engine = "builtin"'
             )
-        return needs_root("dovecot", instead="builtin")
+        return needs_root("dovecot", "Dovecot", instead="builtin")
 
     def check(self, ctx: Context, where: str) -> None:
         super().check(ctx, where)

@@ -38,9 +38,9 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from netplay.errors import TopologyError
+from netplay.fabric import one_user_mapped
 from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
-from netplay.services.engines._daemons import one_user_mapped
 
 MEMCACHED = "/usr/bin/memcached"
 USERS = ("memcache", "nobody")  # Debian's, then the classic fallback

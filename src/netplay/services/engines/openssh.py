@@ -40,7 +40,7 @@ from pathlib import Path
 
 from netplay.services._base import Context, Start
 from netplay.services._registry import register
-from netplay.services.engines._daemons import one_user_mapped
+from netplay.services.engines._daemons import needs_root
 from netplay.services.engines.ssh import KEYS_DIR, SshEngine, host_keys
 
 SSHD = "/usr/sbin/sshd"
@@ -89,13 +89,7 @@ class OpenSshEngine(SshEngine):
                 "the openssh engine needs Debian's OpenSSH server: install it "
                 '(apt-get install openssh-server) or use engine = "builtin"'
             )
-        if os.geteuid() != 0 or one_user_mapped():
-            return (
-                "the openssh engine needs netplay run as root, since sshd becomes each "
-                "user who logs in and a rootless playground has one user: run netplay "
-                'as root or use engine = "builtin"'
-            )
-        return None
+        return needs_root("openssh", "sshd", instead="builtin")
 
     def preload(self, contexts: Sequence[Context]) -> None:
         import asyncssh  # noqa: F401  (the host keys, and the health check's key exchange)

@@ -189,7 +189,7 @@ class PostfixEngine(SmtpEngine):
                     f"the postfix engine of smtp needs {package} (its SASL is Dovecot's): "
                     f'install it (apt-get install {package}) or use engine = "aiosmtpd"'
                 )
-        return needs_root("postfix", instead="aiosmtpd")
+        return needs_root("postfix", "Postfix", instead="aiosmtpd")
 
     def start(self, ctx: Context) -> Start:
         from netplay.mail import MailStore, mail_domains

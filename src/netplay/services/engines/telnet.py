@@ -66,7 +66,7 @@ PROMPT = b"login: "
 async def serve(ctx: Context, settings: Mapping[str, Any]) -> None:
     """Listen until the process is ended."""
     from netplay.accounts import Accounts
-    from netplay.services.engines._daemons import one_user_mapped
+    from netplay.fabric import one_user_mapped
     from netplay.services.engines._telnet_session import Service, protocol_factory
     from netplay.services.engines.ssh import return_big_blocks
 

@@ -77,7 +77,7 @@ from typing import Any, ClassVar
 
 from netplay.services._base import Context, Start
 from netplay.services._registry import register
-from netplay.services.engines._daemons import one_user_mapped
+from netplay.services.engines._daemons import needs_root
 from netplay.services.engines.ftp import FtpEngine
 
 VSFTPD = "/usr/sbin/vsftpd"
@@ -179,13 +179,7 @@ class VsftpdEngine(FtpEngine):
                 "the vsftpd engine needs Debian's vsftpd: install it "
                 '(apt-get install vsftpd) or use engine = "builtin"'
             )
-        if os.geteuid() != 0 or one_user_mapped():
-            return (
-                "the vsftpd engine needs netplay run as root, since vsftpd becomes each "
-                "user who logs in and a rootless playground has one user: run netplay "
-                'as root or use engine = "builtin"'
-            )
-        return None
+        return needs_root("vsftpd", "vsftpd", instead="builtin")
 
     def config(self, ctx: Context, port: int, directory: Path, area: Path) -> str:
         settings = self.settings(ctx)
