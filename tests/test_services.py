@@ -22,6 +22,7 @@ import pytest
 
 from netplay import Playground, ServiceError, ServiceState, TopologyError
 from netplay.fabric import alive
+from netplay.services._listening import listening
 from netplay.testing import wait_for_service, wait_until
 from netplay.topology import loads
 
@@ -64,6 +65,12 @@ name = "fragile"
 ports = [1062]
 command = ["cat"]
 restart_limit = 1
+
+[[hosts.server.services]]
+kind = "inetd"
+name = "witness"
+ports = [1063]
+command = ["sh", "-c", "echo a command ran >&2"]
 
 [[hosts.server.services]]
 kind = "http"
@@ -109,9 +116,34 @@ def test_every_service_is_running_after_up(svc: Playground) -> None:
         "server/echo": (ServiceState.RUNNING, "inetd", "builtin"),
         "server/acceptor": (ServiceState.RUNNING, "inetd", "builtin"),
         "server/fragile": (ServiceState.RUNNING, "inetd", "builtin"),
+        "server/witness": (ServiceState.RUNNING, "inetd", "builtin"),
         "server/http": (ServiceState.RUNNING, "http", "granian"),
     }
     assert svc.status().services == services
+
+
+def test_listening_asks_the_kernel_for_one_family_s_listeners() -> None:
+    with socket.socket() as listener, socket.socket() as bound:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        bound.bind(("127.0.0.1", 0))  # bound, not listening
+        assert listening(socket.AF_INET, port)
+        assert not listening(socket.AF_INET6, port)
+        assert not listening(socket.AF_INET, bound.getsockname()[1])
+    assert not listening(socket.AF_INET, port)
+
+
+def test_inetd_s_health_check_runs_no_command(svc: Playground) -> None:
+    """It asks the kernel whether inetd listens: a connection would have inetd run
+    the command for nobody (for the book's zen server, an interpreter each time)."""
+
+    def log() -> str:
+        return "".join(svc.logs("server/witness"))
+
+    assert "server/witness healthy" in log() and "a command ran" not in log()
+    svc.host("client").run(["curl", "-sS", "--max-time", "5", "telnet://server:1063"])
+    wait_until(lambda: "a command ran" in log(), timeout=10, what="the command's line in its log")
 
 
 def test_ps_names_every_runner_and_server(svc: Playground) -> None:

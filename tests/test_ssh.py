@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -36,7 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from _net import run_json
 from netplay import Playground, ServiceState
-from netplay.services import registered
+from netplay.pki import Store
+from netplay.services import Context, HealthError, registered
+from netplay.services.engines import ssh as builtin_ssh
 from netplay.topology import Topology, loads
 
 SERVER, CLIENT, WEB = "10.9.0.1", "10.9.0.2", "10.8.0.3"
@@ -214,6 +217,34 @@ def expected(setup: Setup, what: str) -> Any:
 def test_each_difference_is_one() -> None:
     for what, (builtin, openssh) in DIFFERENCES.items():
         assert builtin != openssh, what
+
+
+def test_the_health_check_forks_its_key_exchange_once_the_port_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before a listener is there (the kernel says so: here, in the test's own
+    network), a forked key exchange could only be refused, so none is forked."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    topology = loads(
+        f'[hosts.server]\nservices = [{{ kind = "ssh", ports = [{port}] }}]\n'
+        '[lans.lan]\nhosts = { server = ["10.9.0.1/24"] }\n'
+    )
+    ctx = Context(topology, "server", topology.hosts[0].services[0], Store(tmp_path), tmp_path)
+    builtin_ssh.public_host_key(ctx).parent.mkdir()
+    builtin_ssh.public_host_key(ctx).write_text(PUBLIC_KEY)
+    forked: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(builtin_ssh, "_in_child", lambda *args: forked.append(args) or "")
+    engine = registered()["ssh"]["builtin"]
+    with pytest.raises(HealthError, match=f"port {port}: nothing listens on it yet"):
+        engine.health(ctx, 1.0)
+    assert forked == []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        engine.health(ctx, 1.0)
+    assert [args[2] for args in forked] == [port]
 
 
 def _logged(setup: Setup, text: str, ident: str = IDENT) -> bool:

@@ -23,6 +23,13 @@ netplay are installed), ``family`` and ``mode``:
 
 The command sees the client in TCPREMOTEIP and TCPREMOTEPORT (as
 ucspi-tcp's tcpserver sets them).
+
+The health check asks the kernel whether inetd's sockets listen in the
+host's network (as ``ss -ltn`` does) rather than connecting to them: until
+a client comes, those sockets are all of the service there is (the
+command's protocol is unknown), and a connection would make inetd start
+the command for a client that says nothing, at every check (for the book's
+zen server, a Python interpreter each time).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
 from netplay.services._base import Context, Engine, HealthError, Start
+from netplay.services._listening import listening
 from netplay.services._registry import register
 
 MAX_CHILDREN = 64
@@ -215,12 +223,13 @@ class InetdEngine(Engine):
         return run
 
     def health(self, ctx: Context, timeout: float) -> None:
-        """A connection to each family it listens on (its command's protocol is unknown)."""
-        for address in self._addresses(ctx):
-            try:
-                socket.create_connection((address, self.ports(ctx)[0]), timeout=timeout).close()
-            except OSError as exc:
-                raise HealthError(f"no connection to {address}: {exc}") from exc
+        """A listening socket of each family it serves, in the host's network: not a
+        connection, which would start the command for nobody (see the module's doc)."""
+        port = self.ports(ctx)[0]
+        for family in FAMILIES[ctx.option("family", "tcp46")]:
+            if not listening(family, port):
+                name = "IPv4" if family == socket.AF_INET else "IPv6"
+                raise HealthError(f"nothing listens on {name} port {port}")
 
     def listens(self, ctx: Context) -> list[str]:
         port = self.ports(ctx)[0]
