@@ -18,7 +18,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -151,7 +150,7 @@ def purge_data(data: Path) -> bool:
 def forget(data: Path) -> None:
     """Delete what the services and hosts kept across ``down`` in the data
     directory ``data`` (not the CA and certificates)."""
-    shutil.rmtree(data / fabric.SERVICE_DATA, ignore_errors=True)
+    fabric.remove_tree(data / fabric.SERVICE_DATA)  # rootless, the hosts' users' files too
     hosts.forget(data)
 
 

@@ -227,10 +227,10 @@ def remove_tree(path: Path) -> None:
     as, it is removed as root of a user namespace that maps them."""
     if not (path.exists() or path.is_symlink()):
         return
-    if os.geteuid() != 0 and subordinate_ids() is not None:
-        as_root(shutil.rmtree, path)
-        return
     if os.geteuid() != 0:
+        if subordinate_ids() is not None:
+            as_root(shutil.rmtree, path)
+            return
         for top, directories, _files in os.walk(path):
             for name in directories:
                 inner = os.path.join(top, name)
