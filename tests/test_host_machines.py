@@ -142,6 +142,24 @@ def test_kept_layers_outlive_down_and_fresh_ones_do_not() -> None:
     assert not (data / filesystem.HOSTS_DATA).exists()
 
 
+@pytest.mark.needs_playground
+def test_a_host_without_services_gets_its_view_once_at_first_entry() -> None:
+    pg = Playground.up(TWO_HOSTS, name=f"later-{uuid.uuid4().hex[:6]}", services=False)
+    try:
+        waiting = pg.paths.view("one")
+        assert waiting.exists()  # no overlay yet: nothing has entered it
+        script = "findmnt -n -t overlay -o TARGET | sort; hostname; ls /sys/class/net"
+        first = [pg.host("one").popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)]
+        first += [pg.host("one").popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True)]
+        seen = [p.communicate()[0] for p in first]
+        expected = "\n".join(sorted(WRITABLE)) + "\none\neth0\nlo\n"
+        assert seen == [expected, expected]  # each overlay once, though both came first
+        assert not waiting.exists()
+        assert _sh(pg, "one", script) == expected
+    finally:
+        pg.down()
+
+
 # -- the accounts' files, without a playground ------------------------------------
 
 

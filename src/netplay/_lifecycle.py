@@ -15,6 +15,7 @@ cannot find.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -73,7 +74,10 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
     issued = store.ensure(paths.name, wanted, topology.domain or "localhost", now)
     if issued:
         log.info("issued %d certificates in %s", len(issued), store.dir)
-    fabric.build(paths, topology, hosts.write_files(paths, topology, store))
+    setup = hosts.write_files(paths, topology, store)
+    # a host with services is entered at once; one without, maybe never
+    later = frozenset(h.name for h in topology.hosts if not h.services)
+    fabric.build(paths, topology, dataclasses.replace(setup, later=later))
     state.namespaces = fabric.namespaces_of(state.pins)
     try:
         services.start_all(paths, topology, store, state.runners)

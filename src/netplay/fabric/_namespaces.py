@@ -43,7 +43,17 @@ its work directory, which would refuse the next mount, is removed before
 each mount.
 For each namespace the child reports fds of its namespace files over a
 pipe, and the parent pins them through /proc/CHILD/fd while the child goes
-on to the next.  The machine's own /etc is never written."""
+on to the next.  The machine's own /etc is never written.
+
+A host may have its view made *later* (:attr:`HostSetup.later`): when a
+program first enters it (:func:`enter_host`), not at ``up``.  Its seven
+overlays and its /sys are most of what a host costs to make (about 10 ms
+of 12 on this machine's disk), and on a playground of thousands of hosts
+most are never entered.  Until then its mount namespace is the template's
+copy with its own /proc, and the parent keeps what its view is made of in
+a file by its pins (``KEY.view``); the first program to enter makes the
+view under a lock on that file, then deletes it.  Only netplay enters a
+host's mount namespace, so no program sees a host before its view."""
 
 from __future__ import annotations
 
@@ -51,6 +61,8 @@ import collections
 import concurrent.futures
 import contextlib
 import errno
+import fcntl
+import json
 import logging
 import os
 import shutil
@@ -111,6 +123,8 @@ class HostSetup:
     mounts: Mapping[str, tuple[Mount, ...]] = field(default_factory=dict)
     privacy: Mapping[str, Privacy] = field(default_factory=dict)
     overlays: Mapping[str, tuple[Overlay, ...]] = field(default_factory=dict)
+    #: the hosts whose view is made when a program first enters them
+    later: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,7 +141,7 @@ class Privacy:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NsSpec:
     """One namespace to make: a host (net, mnt, uts, with its overlays, bind
-    mounts and privacy) or a switch (net only)."""
+    mounts and privacy, made now or ``later``) or a switch (net only)."""
 
     key: str
     host: bool
@@ -136,6 +150,7 @@ class NsSpec:
     overlays: tuple[Overlay, ...] = ()
     mounts: tuple[Mount, ...] = ()
     privacy: Privacy = Privacy()
+    later: bool = False
 
 
 def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
@@ -231,16 +246,11 @@ def _factory(
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
-            mine = {target for target, _upper, _work in spec.overlays}
-            again = [mount for mount in template_mounts if _under(mount[1], mine)]
-            for target in _make_view(spec, [*again, *spec.mounts], rootless) - shared:
-                shared.add(target)
-                os.write(ready, f"w {target}\n".encode())
-            with contextlib.suppress(OSError):
-                linux.umount("/sys")
-            linux.mount(
-                "sysfs", "/sys", "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
-            )
+            if not spec.later:
+                view = _view(spec, template_mounts, rootless)
+                for target in _make_view(view) - shared:
+                    shared.add(target)
+                    os.write(ready, f"w {target}\n".encode())
         else:  # a mount namespace too, only for the proc below
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET)
@@ -289,10 +299,61 @@ def _fd(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _make_view(spec: NsSpec, binds: Sequence[Mount], rootless: bool) -> set[Path]:
-    """In a new host's mount namespace: its overlays, then its bind mounts,
-    then its privacy (see the module's docstring); return the directories
-    that stay shared (rootless only)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _View:
+    """What a host's view is made of: its overlays, the bind mounts over them
+    (the template's that fall under one, then its own), and its privacy."""
+
+    key: str
+    overlays: tuple[Overlay, ...]
+    binds: tuple[Mount, ...]
+    privacy: Privacy
+    rootless: bool
+
+    def dumps(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key,
+                "overlays": [list(map(str, layer)) for layer in self.overlays],
+                "binds": [list(map(str, bind)) for bind in self.binds],
+                "covered": list(map(str, self.privacy.covered)),
+                "kept": [[str(path), writable] for path, writable in self.privacy.kept],
+                "rootless": self.rootless,
+            }
+        )
+
+    @classmethod
+    def loads(cls, text: str) -> _View:
+        raw = json.loads(text)
+        return cls(
+            key=raw["key"],
+            overlays=tuple((Path(t), Path(u), Path(w)) for t, u, w in raw["overlays"]),
+            binds=tuple((Path(s), Path(t)) for s, t in raw["binds"]),
+            privacy=Privacy(
+                covered=tuple(map(Path, raw["covered"])),
+                kept=tuple((Path(path), writable) for path, writable in raw["kept"]),
+            ),
+            rootless=raw["rootless"],
+        )
+
+
+def _view(spec: NsSpec, template_mounts: Sequence[Mount], rootless: bool) -> _View:
+    mine = {target for target, _upper, _work in spec.overlays}
+    again = [mount for mount in template_mounts if _under(mount[1], mine)]
+    return _View(
+        key=spec.key,
+        overlays=spec.overlays,
+        binds=(*again, *spec.mounts),
+        privacy=spec.privacy,
+        rootless=rootless,
+    )
+
+
+def _make_view(view: _View) -> set[Path]:
+    """In a new host's mount namespace, and its network namespace: its
+    overlays, then its bind mounts, then its privacy (see the module's
+    docstring), and a /sys of its network; return the directories that stay
+    shared (rootless only)."""
     opened: list[int] = []
     shared = set()
 
@@ -300,49 +361,52 @@ def _make_view(spec: NsSpec, binds: Sequence[Mount], rootless: bool) -> set[Path
         opened.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
         return opened[-1]
 
-    for _target, _upper, work in spec.overlays:
+    for _target, _upper, work in view.overlays:
         # the mark a volatile overlay leaves, which would refuse the next mount
         shutil.rmtree(work / "work" / "incompat", ignore_errors=True)
     try:
         layers = [
             (target, upper, open_path(target), open_path(upper), open_path(work))
-            for target, upper, work in spec.overlays
+            for target, upper, work in view.overlays
             if target.is_dir()
         ]
-        sources = [(open_path(source), target) for source, target in binds]
+        sources = [(open_path(source), target) for source, target in view.binds]
         kept = [  # the binds of what is the host's own come from these
             (path, writable, path.is_dir(), open_path(path))
-            for path, writable in spec.privacy.kept
+            for path, writable in view.privacy.kept
             if path.exists()
         ]
         for target, upper, lower_fd, upper_fd, work_fd in layers:
             options = (
                 f"lowerdir={_fd(lower_fd)},upperdir={_fd(upper_fd)},workdir={_fd(work_fd)},volatile"
             )
-            if rootless:  # trusted.* attributes are root's: the layers' go in user.*
+            if view.rootless:  # trusted.* attributes are root's: the layers' go in user.*
                 options = "userxattr," + options
             try:
                 linux.mount("overlay", str(target), "overlay", 0, options)
             except OSError as exc:
-                if rootless and exc.errno == errno.EINVAL:
+                if view.rootless and exc.errno == errno.EINVAL:
                     shared.add(target)
                     continue
                 raise OSError(
                     exc.errno,
-                    f"cannot give the host {spec.key} its own {target} "
+                    f"cannot give the host {view.key} its own {target} "
                     f"(an overlay with its upper layer in {upper.parent}): {exc.strerror}; "
                     "the data directory must be on a local filesystem such as ext4, xfs, "
                     "btrfs or tmpfs (choose another with NETPLAY_DATA_DIR)",
                 ) from exc
-            if rootless:  # the owner may remove it from outside the user namespace
+            if view.rootless:  # the owner may remove it from outside the user namespace
                 with contextlib.suppress(OSError):
                     os.chmod(f"{_fd(work_fd)}/work", 0o700)  # overlay makes it mode 0
         for fd, target in sources:
             _bind(_fd(fd), target)
-        _keep_private(spec.privacy, kept)
+        _keep_private(view.privacy, kept)
     finally:
         for fd in opened:
             os.close(fd)
+    with contextlib.suppress(OSError):
+        linux.umount("/sys")
+    linux.mount("sysfs", "/sys", "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     return shared
 
 
@@ -415,6 +479,9 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
                 if not answer or answer[0] != "r":
                     message = " ".join(answer[1:]) or "the namespace factory died"
                     raise OSError(errno.EIO, message)
+                if spec.later:  # before its pins: enter_host finds a host by them
+                    later = _view(spec, template_mounts, not paths.root)
+                    paths.view(spec.key).write_text(later.dumps())
                 for fd, pin in zip(answer[1:], pins_of(paths, spec), strict=True):
                     linux.mount(f"/proc/{pid}/fd/{fd}", str(pin), None, linux.MS_BIND)
                 link = paths.netns_link(spec.key)
@@ -495,16 +562,47 @@ def netns(pin: Path) -> Iterator[None]:
 
 def enter_host(paths: Paths, key: str) -> None:
     """Move this (single-threaded) process into a host's network, UTS and
-    mount namespaces, as ``nsenter`` does; keep its working directory."""
+    mount namespaces, as ``nsenter`` does; keep its working directory.  The
+    first to enter a host whose view waits makes it (see the module's
+    docstring)."""
     pins = ((paths.net_pin(key), linux.CLONE_NEWNET), (paths.uts_pin(key), linux.CLONE_NEWUTS))
     fds = [(os.open(pin, os.O_RDONLY), kind) for pin, kind in pins]
     fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
     cwd = os.getcwd()
-    try:
-        for fd, kind in fds:
-            linux.setns(fd, kind)
-    finally:
-        for fd, _kind in fds:
-            os.close(fd)
+    with _waiting_view(paths, key) as view:
+        try:
+            for fd, kind in fds:
+                linux.setns(fd, kind)
+        finally:
+            for fd, _kind in fds:
+                os.close(fd)
+        if view is not None:
+            _make_view(view)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
+
+
+@contextlib.contextmanager
+def _waiting_view(paths: Paths, key: str) -> Iterator[_View | None]:
+    """The view the host waits for, held under its lock, and deleted if the
+    body (which makes it) succeeds; None if it has its view."""
+    path = paths.view(key)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield None
+        return
+    # the directory, for the unlink: the host's mount namespace does not show it
+    directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink == 0:  # made while this one waited for the lock
+            yield None
+            return
+        with open(fd, encoding="utf-8", closefd=False) as f:
+            view = _View.loads(f.read())
+        yield view
+        os.unlink(path.name, dir_fd=directory)
+    finally:
+        os.close(directory)
+        os.close(fd)

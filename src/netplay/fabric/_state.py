@@ -130,6 +130,10 @@ class Paths:
     def uts_pin(self, key: str) -> Path:
         return self.ns_dir / f"{key}.uts"
 
+    def view(self, key: str) -> Path:
+        """What a host's view is made of, until a program first enters it."""
+        return self.ns_dir / f"{key}.view"
+
 
 def read_state(paths: Paths) -> State | None:
     """The playground's state, or None if it has none; StateError if it is
