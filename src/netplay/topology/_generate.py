@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import ipaddress
 
-from netplay.topology._model import MAX_TTL, Attachment, Host, Network, Route, Topology
+from netplay.topology._model import (
+    MAX_TTL,
+    Attachment,
+    Host,
+    IPNetwork,
+    Network,
+    Route,
+    Topology,
+)
 
 STAR_V4 = ipaddress.IPv4Network("10.0.0.0/16")
 KERNEL_TTL = 64  # what a host sends with unless told
@@ -42,16 +50,42 @@ def star(count: int) -> Topology:
     return Topology(name=f"star{count}", hosts=hosts, networks=(lan,))
 
 
-def _line_routes(i: int, count: int) -> tuple[Route, ...]:
-    """Host i: default to the right (or left, at the end), the far left summarised."""
+DEFAULTS = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
+
+
+def _blocks(first: int, last: int, bits: int) -> list[tuple[int, int]]:
+    """The fewest aligned blocks that cover ``first``..``last`` (offsets in a
+    network of ``bits``-bit addresses): (offset, prefix length) of each, as
+    :func:`ipaddress.summarize_address_range` finds them, without its objects
+    (it was most of generating line:10000)."""
+    found = []
+    while first <= last:
+        size = min(first & -first or 1 << bits, 1 << ((last - first + 1).bit_length() - 1))
+        found.append((first, bits - size.bit_length() + 1))
+        first += size
+    return found
+
+
+def _line_routes(
+    i: int, count: int, prefixes: dict[tuple[int, int, int], IPNetwork]
+) -> tuple[Route, ...]:
+    """Host i: default to the right (or left, at the end), the far left
+    summarised; ``prefixes`` holds the prefixes made so far (most hosts share
+    most of theirs)."""
     routes: list[Route] = []
     for net in (LINE_V4, LINE_V6):
-        default = ipaddress.ip_network("0.0.0.0/0" if net.version == 4 else "::/0")
+        default = DEFAULTS[net.version]
         if i < count:
             routes.append(Route(to=default, via=net[i + 1]))
             if i > 2:
-                far_left = ipaddress.summarize_address_range(net[1], net[i - 2])
-                routes.extend(Route(to=prefix, via=net[i - 1]) for prefix in far_left)
+                base, bits = int(net.network_address), net.max_prefixlen
+                left = net[i - 1]
+                for offset, prefixlen in _blocks(1, i - 2, bits):
+                    key = (net.version, offset, prefixlen)
+                    prefix = prefixes.get(key)
+                    if prefix is None:
+                        prefix = prefixes[key] = ipaddress.ip_network((base + offset, prefixlen))
+                    routes.append(Route(to=prefix, via=left))
         elif i > 1:
             routes.append(Route(to=default, via=net[i - 1]))
     return tuple(routes)
@@ -60,8 +94,9 @@ def _line_routes(i: int, count: int) -> tuple[Route, ...]:
 def line(count: int) -> Topology:
     """N routers h1..hN in a chain of point-to-point links."""
     ttl = MAX_TTL if count - 2 >= KERNEL_TTL else None  # h1 to hN: N - 2 routers, one hop each
+    prefixes: dict[tuple[int, int, int], IPNetwork] = {}
     hosts = tuple(
-        Host(name=f"h{i}", forward=True, routes=_line_routes(i, count), ttl=ttl)
+        Host(name=f"h{i}", forward=True, routes=_line_routes(i, count, prefixes), ttl=ttl)
         for i in range(1, count + 1)
     )
     links = []
@@ -73,8 +108,8 @@ def line(count: int) -> Topology:
                     host=f"h{j}",
                     ifname=ifname,
                     addresses=(
-                        ipaddress.IPv4Interface(f"{LINE_V4[j]}/32"),
-                        ipaddress.IPv6Interface(f"{LINE_V6[j]}/128"),
+                        ipaddress.IPv4Interface((int(LINE_V4[j]), 32)),
+                        ipaddress.IPv6Interface((int(LINE_V6[j]), 128)),
                     ),
                 )
             )
