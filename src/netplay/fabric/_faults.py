@@ -269,7 +269,7 @@ class Faults:
         hosts = {h.name: h for h in topology.hosts}
         for end, pin in self._each(c):
             requests = [
-                nl.link_state(end.index, up).saying(f"set {end.ifname} {'up' if up else 'down'}")
+                nl.link_state(end.index, up).saying("set {} {}", end.ifname, "up" if up else "down")
             ]
             if up and end.ns in hosts:
                 interfaces = topology.by_host()[end.ns]

@@ -40,6 +40,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
+from typing import NamedTuple
 
 from netplay import _progress as progress
 from netplay.errors import FabricError
@@ -130,17 +131,24 @@ NLA = struct.Struct("=HH")
 U32 = struct.Struct("=I")
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One rtnetlink request: message type, flags and body (without the header)."""
+class Request(NamedTuple):
+    """One rtnetlink request: message type, flags and body (without the
+    header), and what it does, as a :meth:`str.format` template and its
+    arguments: said only if the kernel refuses it (formatting the addresses
+    of every request cost seconds at 10,000 hosts)."""
 
     kind: int
     flags: int
     body: bytes
-    what: str = ""
+    template: str = ""
+    args: tuple[object, ...] = ()
 
-    def saying(self, what: str) -> Request:
-        return Request(self.kind, self.flags, self.body, what)
+    @property
+    def what(self) -> str:
+        return self.template.format(*self.args)
+
+    def saying(self, template: str, *args: object) -> Request:
+        return Request(self.kind, self.flags, self.body, template, args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +231,12 @@ class Plan:
     )
     offloads: dict[str, list[Offload]] = field(default_factory=dict)
 
-    def add(self, phase: str, ns: str, request: Request, what: str) -> None:
-        self.batches[phase].setdefault(ns, []).append(request.saying(what))
+    def add(self, phase: str, ns: str, request: Request, template: str = "", *args: object) -> None:
+        """Add ``request`` saying ``template`` with ``args`` (see :class:`Request`),
+        or, without one, what it says already."""
+        if template:
+            request = request.saying(template, *args)
+        self.batches[phase].setdefault(ns, []).append(request)
 
     def offload(self, ns: str, ifname: str, command: int, on: bool, what: str) -> None:
         self.offloads.setdefault(ns, []).append(Offload(ifname, command, on, what))
@@ -318,13 +330,17 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                         fds[sw],
                         net.mtu,
                     ),
-                    f"connect {att.host} to {net.name}",
+                    "connect {} to {}",
+                    att.host,
+                    net.name,
                 )
                 p.add(
                     "up",
                     sw,
                     link_up(port_index(i), switch.master_of(i)),
-                    f"plug {att.host} into {net.name}",
+                    "plug {} into {}",
+                    att.host,
+                    net.name,
                 )
                 if switch.large:
                     p.offload(sw, port_name(i), ETHTOOL_STSO, False, f"turn TSO off on {net.name}")
@@ -342,23 +358,27 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                     fds[b.host],
                     net.mtu,
                 ),
-                f"link {a.host} and {b.host}",
+                "link {} and {}",
+                a.host,
+                b.host,
             )
         for att in net.attachments:
             index = host_index(att.ifname)
-            p.add("up", att.host, link_up(index), f"bring {att.ifname} up")
+            p.add("up", att.host, link_up(index), "bring {} up", att.ifname)
             for addr in att.addresses:
                 peer = net.peer_of(att, addr)
                 p.add(
                     "addresses",
                     att.host,
                     address(index, addr, peer),
-                    f"add {addr} to {att.ifname}",
+                    "add {} to {}",
+                    addr,
+                    att.ifname,
                 )
     interfaces = topology.by_host()
     for host in topology.hosts:
         for request in routes(host, interfaces[host.name]):
-            p.add("routes", host.name, request, request.what)
+            p.add("routes", host.name, request)
     return p
 
 
@@ -367,8 +387,8 @@ def _plan_switch(p: Plan, sw: str, switch: Switch, fd: int, net: Network) -> Non
     lan = net.name
     # a large switch has no querier to make snooping worth its memory: see nft.quiet_switch
     snooping = not switch.large
-    p.add("create", sw, bridge(BRIDGE_INDEX, snooping=snooping), f"create the switch of {lan}")
-    p.add("up", sw, link_up(BRIDGE_INDEX), f"bring the switch of {lan} up")
+    p.add("create", sw, bridge(BRIDGE_INDEX, snooping=snooping), "create the switch of {}", lan)
+    p.add("up", sw, link_up(BRIDGE_INDEX), "bring the switch of {} up", lan)
     for k in range(1, switch.bridges):
         index = switch.bridge_index(k)
         up, down = switch.uplink_indexes(k)
@@ -376,12 +396,14 @@ def _plan_switch(p: Plan, sw: str, switch: Switch, fd: int, net: Network) -> Non
             "create",
             sw,
             bridge(index, f"br{k}", snooping=snooping),
-            f"create bridge {k} of the switch of {lan}",
+            "create bridge {} of the switch of {}",
+            k,
+            lan,
         )
-        p.add("create", sw, veth(f"up{k}", up, f"dn{k}", down, fd, net.mtu), f"join bridge {k}")
-        p.add("up", sw, link_up(index), f"bring bridge {k} of the switch of {lan} up")
-        p.add("up", sw, link_up(up, BRIDGE_INDEX), f"plug bridge {k} into br0")
-        p.add("up", sw, link_up(down, index), f"plug bridge {k} into its uplink")
+        p.add("create", sw, veth(f"up{k}", up, f"dn{k}", down, fd, net.mtu), "join bridge {}", k)
+        p.add("up", sw, link_up(index), "bring bridge {} of the switch of {} up", k, lan)
+        p.add("up", sw, link_up(up, BRIDGE_INDEX), "plug bridge {} into br0", k)
+        p.add("up", sw, link_up(down, index), "plug bridge {} into its uplink", k)
 
 
 def routes(
@@ -398,9 +420,9 @@ def routes(
             peer = net.peer_of(att, addr)
             if isinstance(peer, IPv6Address):
                 request = peer_route(peer, host_index(att.ifname))
-                found.append(request.saying(f"add the route to {peer} on {att.ifname}"))
+                found.append(request.saying("add the route to {} on {}", peer, att.ifname))
     for r in host.routes:
-        found.append(route(r.to, r.via, nlflags).saying(f"add the route to {r.to} via {r.via}"))
+        found.append(route(r.to, r.via, nlflags).saying("add the route to {} via {}", r.to, r.via))
     return found
 
 
