@@ -66,6 +66,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,7 @@ SYSCTLS_SWITCH = (
 )
 WINDOW = 64  # namespaces the factory may hold open while the parent pins them
 COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+ETC = Path("/etc")
 
 
 #: a bind mount: (what, over which path); read-only
@@ -361,9 +363,10 @@ def _make_view(view: _View) -> set[Path]:
         opened.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
         return opened[-1]
 
-    for _target, _upper, work in view.overlays:
-        # the mark a volatile overlay leaves, which would refuse the next mount
-        shutil.rmtree(work / "work" / "incompat", ignore_errors=True)
+    for target, upper, work in view.overlays:
+        _make_layer(target, upper, work, view.rootless)
+        if target == ETC:
+            _name(upper / "hostname", view.key)
     try:
         layers = [
             (target, upper, open_path(target), open_path(upper), open_path(work))
@@ -408,6 +411,35 @@ def _make_view(view: _View) -> set[Path]:
         linux.umount("/sys")
     linux.mount("sysfs", "/sys", "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     return shared
+
+
+def _make_layer(target: Path, upper: Path, work: Path, rootless: bool) -> None:
+    """Make an overlay's upper layer and work directory where they are
+    missing; give the upper layer the mode (and, as root, the owner) of the
+    directory it covers, as an overlay's top directory is its upper layer's
+    (/tmp stays 1777, /root 0700); remove the mark a volatile overlay
+    leaves, which would refuse the next mount."""
+    try:
+        below = os.stat(target)
+    except OSError:
+        return  # nothing to cover: the overlay is not mounted
+    upper.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    have = os.stat(upper)
+    if stat.S_IMODE(have.st_mode) != stat.S_IMODE(below.st_mode):
+        os.chmod(upper, stat.S_IMODE(below.st_mode))
+    if not rootless and (have.st_uid, have.st_gid) != (below.st_uid, below.st_gid):
+        os.chown(upper, below.st_uid, below.st_gid)
+    shutil.rmtree(work / "work" / "incompat", ignore_errors=True)
+
+
+def _name(path: Path, host: str) -> None:
+    """The host's /etc/hostname, in its upper layer: its name, as its UTS namespace has it."""
+    text = host + "\n"
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_text() == text:
+            return
+    path.write_text(text)
 
 
 def _keep_private(privacy: Privacy, kept: Sequence[tuple[Path, bool, bool, int]]) -> None:
@@ -506,12 +538,15 @@ def _link(link: Path, pin: Path) -> None:
 def inodes(pins: Sequence[Path]) -> set[int]:
     """The namespace inodes behind the pins that are still mounted."""
     found = set()
+    devices: dict[Path, int] = {}  # of the pins' directories (one, but after a failed up)
     for pin in pins:
         try:
             st = os.stat(pin)
+            if pin.parent not in devices:
+                devices[pin.parent] = os.stat(pin.parent).st_dev
         except OSError:
             continue
-        if st.st_dev != os.stat(pin.parent).st_dev:  # an nsfs file is mounted there
+        if st.st_dev != devices[pin.parent]:  # an nsfs file is mounted there
             found.add(st.st_ino)
     return found
 

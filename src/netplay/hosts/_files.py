@@ -95,9 +95,11 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
             hosts_file = etc / f"hosts.{host.name}"
             hosts_file.write_text(topology.etc_hosts_of(host.name))
         mounts[host.name] = ((hosts_file, Path("/etc/hosts")), (resolv, Path("/etc/resolv.conf")))
-        own_data = paths.service_data / host.name
-        own_data.mkdir(parents=True, exist_ok=True, mode=0o755)
-        kept = [(path, False) for path in store.seen_by(host.name)] + [(own_data, True)]
+        kept = [(path, False) for path in store.seen_by(host.name)]
+        if host.services:  # what they keep (Context.data); a host without has none
+            own_data = paths.service_data / host.name
+            own_data.mkdir(parents=True, exist_ok=True, mode=0o755)
+            kept.append((own_data, True))
         privacy[host.name] = Privacy(covered=covered, kept=tuple(kept))
     template = list(pki.bundles(store.ca.read_bytes(), etc))
     if MACHINE_GAI_CONF.is_file():  # a bind mount needs a file to cover (Debian has one)

@@ -16,16 +16,14 @@ removes them), and what a host changed can be read from the machine there:
 ``hosts/h1/etc`` holds h1's changed files of /etc (its /etc/hostname, from
 the start).  Those of :data:`FRESH` are in a tmpfs of the playground's
 (:func:`netplay.fabric.fresh_layers`), gone at ``down``, as a machine's
-/tmp and /run are at boot.  Each upper layer has the mode and owner of
-the machine's directory (/tmp is 1777, /root 0700): an overlay's top
-directory is its upper layer's.
+/tmp and /run are at boot.  The fabric makes the layers as it mounts the
+overlays, with the modes and owners of the machine's directories, and
+the host's /etc/hostname: at ``up``, or when a program first enters a
+host without services, so that a host never entered costs no directory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -48,9 +46,9 @@ def upper(data: Path, host: str, directory: str) -> Path:
 
 
 def prepare(paths: Paths, hosts: Iterable[str]) -> dict[str, tuple[Overlay, ...]]:
-    """Make each host's layers; return its overlays."""
+    """Each host's overlays: what they cover, their upper layers and their work
+    directories (see the module's docstring)."""
     fresh = fresh_layers(paths)
-    machine = {directory: _mode(directory) for directory in (*KEPT, *FRESH)}
     overlays = {}
     for host in hosts:
         own = filesystem(paths.data, host)
@@ -58,41 +56,9 @@ def prepare(paths: Paths, hosts: Iterable[str]) -> dict[str, tuple[Overlay, ...]
         for directory in (*KEPT, *FRESH):
             name = directory.lstrip("/")
             top = fresh / host if directory in FRESH else own
-            layer, work = top / name, top / WORK / name
-            layer.mkdir(parents=True, exist_ok=True)
-            work.mkdir(parents=True, exist_ok=True)
-            _like(layer, machine[directory], paths.root)
-            made.append((Path(directory), layer, work))
+            made.append((Path(directory), top / name, top / WORK / name))
         overlays[host] = tuple(made)
-        _name(own / "etc" / "hostname", host)
     return overlays
-
-
-def _mode(directory: str) -> os.stat_result | None:
-    try:
-        return os.stat(directory)
-    except OSError:
-        return None
-
-
-def _like(layer: Path, machine: os.stat_result | None, root: bool) -> None:
-    """Give an upper layer the mode (and, as root, the owner) of the machine's directory."""
-    if machine is None:
-        return
-    have = layer.stat()
-    if stat.S_IMODE(have.st_mode) != stat.S_IMODE(machine.st_mode):
-        os.chmod(layer, stat.S_IMODE(machine.st_mode))
-    if root and (have.st_uid, have.st_gid) != (machine.st_uid, machine.st_gid):
-        os.chown(layer, machine.st_uid, machine.st_gid)
-
-
-def _name(path: Path, host: str) -> None:
-    """The host's /etc/hostname (its UTS namespace has the name already)."""
-    text = host + "\n"
-    with contextlib.suppress(FileNotFoundError):
-        if path.read_text() == text:
-            return
-    path.write_text(text)
 
 
 def forget(data: Path) -> None:

@@ -166,6 +166,7 @@ def add_users(own: Path, users: Iterable[User], hashes: Hashes, *, own_ids: bool
     if not users:
         return
     etc = own / "etc"
+    etc.mkdir(parents=True, exist_ok=True)  # the fabric gives it /etc's mode at its mount
     passwd, group, shadow, gshadow = (
         _table(etc, name) for name in ("passwd", "group", "shadow", "gshadow")
     )
