@@ -70,6 +70,7 @@ NLMSGERR_ATTR_MSG = 1
 NLA_TYPE_MASK = 0x3FFF  # without the nested and byte-order flags
 
 RTM_NEWLINK = 16
+RTM_GETLINK = 18
 RTM_NEWADDR = 20
 RTM_NEWROUTE = 24
 
@@ -97,6 +98,7 @@ IP6_RT_PRIO_ADDRCONF = 256
 
 CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 CHANGE = NLM_F_REQUEST | NLM_F_ACK
+ASK = NLM_F_REQUEST | NLM_F_ACK  # acknowledged after the answer
 REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 IFF_UP = 1
 IFA_F_NODAD = 0x02  # IPv6 addresses usable at once, whatever the DAD sysctls say
@@ -223,13 +225,16 @@ class Switch:
 
 @dataclass(slots=True)
 class Plan:
-    """Requests per phase and namespace, each with a description, and the
-    offloads per namespace, set between the phases "create" and "up"."""
+    """Requests per phase and namespace, each with a description, the
+    offloads per namespace, set between the phases "create" and "up", and
+    each namespace's veth ends (their ifindexes), whose link events
+    :func:`execute` settles."""
 
     batches: dict[str, dict[str, list[Request]]] = field(
         default_factory=lambda: {phase: {} for phase in PHASES}
     )
     offloads: dict[str, list[Offload]] = field(default_factory=dict)
+    veths: dict[str, list[int]] = field(default_factory=dict)
 
     def add(self, phase: str, ns: str, request: Request, template: str = "", *args: object) -> None:
         """Add ``request`` saying ``template`` with ``args`` (see :class:`Request`),
@@ -240,6 +245,9 @@ class Plan:
 
     def offload(self, ns: str, ifname: str, command: int, on: bool, what: str) -> None:
         self.offloads.setdefault(ns, []).append(Offload(ifname, command, on, what))
+
+    def veth_ends(self, ns: str, *indexes: int) -> None:
+        self.veths.setdefault(ns, []).extend(indexes)
 
 
 def _link(flags: int, index: int, attrs: bytes, up: int = 0, change: int = 0) -> Request:
@@ -270,6 +278,12 @@ def bridge(index: int, name: str = "br0", snooping: bool = True) -> Request:
         data += _attr(IFLA_BR_MCAST_SNOOPING, b"\0")
     info = _str(IFLA_INFO_KIND, "bridge") + _attr(IFLA_INFO_DATA, data)
     return _link(CREATE, index, _str(IFLA_IFNAME, name) + _attr(IFLA_LINKINFO, info))
+
+
+def link_get(index: int) -> Request:
+    return Request(
+        RTM_GETLINK, CHANGE, IFINFOMSG.pack(0, 0, index, 0, 0), "ask for link {}", (index,)
+    )
 
 
 def link_state(index: int, up: bool) -> Request:
@@ -319,6 +333,8 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
             switch = Switch(len(net.attachments))
             _plan_switch(p, sw, switch, fds[sw], net)
             for i, att in enumerate(net.attachments):
+                p.veth_ends(att.host, host_index(att.ifname))
+                p.veth_ends(sw, port_index(i))
                 p.add(
                     "create",
                     att.host,
@@ -347,6 +363,8 @@ def plan(topology: Topology, fds: Mapping[str, int]) -> Plan:
                     p.offload(att.host, att.ifname, ETHTOOL_SGRO, True, f"turn GRO on {att.ifname}")
         else:
             a, b = net.attachments
+            p.veth_ends(a.host, host_index(a.ifname))
+            p.veth_ends(b.host, host_index(b.ifname))
             p.add(
                 "create",
                 a.host,
@@ -401,6 +419,7 @@ def _plan_switch(p: Plan, sw: str, switch: Switch, fd: int, net: Network) -> Non
             lan,
         )
         p.add("create", sw, veth(f"up{k}", up, f"dn{k}", down, fd, net.mtu), "join bridge {}", k)
+        p.veth_ends(sw, up, down)
         p.add("up", sw, link_up(index), "bring bridge {} of the switch of {} up", k, lan)
         p.add("up", sw, link_up(up, BRIDGE_INDEX), "plug bridge {} into br0", k)
         p.add("up", sw, link_up(down, index), "plug bridge {} into its uplink", k)
@@ -484,6 +503,11 @@ class Socket:
                 f"the kernel refused to {request.what or 'change the network'} on {ns} ({detail})"
             )
 
+    def settle(self, ns: str, indexes: Sequence[int]) -> None:
+        """Have the kernel take the interfaces' pending link events now (see
+        :func:`execute`): asking for a link does (rtnl_getlink)."""
+        self.send(ns, [link_get(index) for index in indexes])
+
     def offload(self, ns: str, offloads: Sequence[Offload]) -> None:
         """Turn the features on or off, by ioctl on this socket: its namespace is theirs."""
         for offload in offloads:
@@ -520,20 +544,44 @@ def _ext_ack(message: bytes, flags: int) -> str:
 
 def execute(p: Plan, socket_in: Callable[[str], Socket]) -> None:
     """Send the plan: every namespace's "create" batch first (a veth's other
-    end may be in any namespace), then namespace by namespace the offloads
-    and the other phases, on a socket from ``socket_in(ns)``.  One socket is
-    open at a time: with one per namespace, 10,000 hosts needed more open
-    files than a process may have."""
-    rest = PHASES[1:]
-    later = dict.fromkeys([*p.offloads, *(ns for phase in rest for ns in p.batches[phase])])
-    with progress.steps("wiring namespaces", len(p.batches["create"]) + len(later)) as step:
-        for ns, requests in p.batches["create"].items():
+    end may be in any namespace); then, namespace by namespace, what makes
+    the kernel take the veths' link events (:meth:`Socket.settle`); then
+    every namespace's offloads and "up" batch; then, namespace by namespace,
+    the veths' events again and the other phases; each on a socket from
+    ``socket_in(ns)``.
+
+    Each end of a veth made leaves a link event, which the kernel's
+    linkwatch takes at a hundred a second while its link is down, and each
+    link brought up makes it walk all those waiting, holding the RTNL lock:
+    wiring cost the square of the links (two thirds of line:10000's).  Taken
+    before any link is up, there are none to walk.  Every link is up before
+    any address is added, so that linkwatch takes the events of their
+    carrier in large batches; what it has not taken when the last is up it
+    would take at a hundred a second, and a link's traffic is dropped until
+    it has.  One socket is open at a time: with one per namespace, 10,000
+    hosts needed more open files than a process may have.
+    """
+    create = p.batches["create"]
+    up = dict.fromkeys([*p.offloads, *p.batches["up"]])
+    rest = dict.fromkeys([*p.veths, *(ns for phase in PHASES[2:] for ns in p.batches[phase])])
+    steps = len(create) + len(p.veths) + len(up) + len(rest)
+    with progress.steps("wiring namespaces", steps) as step:
+        for ns, requests in create.items():
             with socket_in(ns) as sock:
                 sock.send(ns, requests)
             step()
-        for ns in later:
+        for ns, ifnames in p.veths.items():
+            with socket_in(ns) as sock:
+                sock.settle(ns, ifnames)
+            step()
+        for ns in up:
             with socket_in(ns) as sock:
                 sock.offload(ns, p.offloads.get(ns, ()))
-                for phase in rest:
+                sock.send(ns, p.batches["up"].get(ns, ()))
+            step()
+        for ns in rest:
+            with socket_in(ns) as sock:
+                sock.settle(ns, p.veths.get(ns, ()))
+                for phase in PHASES[2:]:
                     sock.send(ns, p.batches[phase].get(ns, ()))
             step()
