@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import selectors
 import signal
 import subprocess
@@ -154,6 +155,10 @@ def test_a_line_of_hundreds_of_routers_routes_end_to_end_and_goes() -> None:
         (rng.randint(1, count), rng.randint(1, count)) for _ in range(6)
     ]
     with Playground.up(f"line:{count}", name="line", services=False) as pg:
+        for host in range(1, count + 1, 7):  # up once up returns: the kernel took their carrier
+            links = pg.host(f"h{host}").run(["ip", "-o", "link", "show", "type", "veth"])
+            states = re.findall(r"state (\S+)", links.stdout)
+            assert states and set(states) == {"UP"}, f"h{host}: {links.stdout}"
         _reach(pg, pairs, "10.64.0.0/10", "fd6e:7000:ffff::/64")
     assert snapshot() == before
 

@@ -123,6 +123,7 @@ ETHTOOL_SGRO = 0x2C
 ETHTOOL_VALUE = struct.Struct("=II")  # cmd, data
 IFREQ = struct.Struct("@16sP16x")  # name, then a pointer to the ethtool request
 CHUNK = 64  # requests per datagram: their acks must fit the socket's receive buffer
+ASK_CHUNK = 8  # questions per datagram: each answer is a whole link's (kilobytes)
 
 NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
 NLMSGERR = struct.Struct("=i")
@@ -468,10 +469,11 @@ class Socket:
     def close(self) -> None:
         self._sock.close()
 
-    def send(self, ns: str, requests: Sequence[Request]) -> None:
-        """Send the requests in order; a refusal names the step and the kernel's reason."""
-        for start in range(0, len(requests), CHUNK):
-            self._send_chunk(ns, requests[start : start + CHUNK])
+    def send(self, ns: str, requests: Sequence[Request], chunk: int = CHUNK) -> None:
+        """Send the requests in order, ``chunk`` to a datagram; a refusal names
+        the step and the kernel's reason."""
+        for start in range(0, len(requests), chunk):
+            self._send_chunk(ns, requests[start : start + chunk])
 
     def _send_chunk(self, ns: str, requests: Sequence[Request]) -> None:
         pending: dict[int, Request] = {}
@@ -506,7 +508,7 @@ class Socket:
     def settle(self, ns: str, indexes: Sequence[int]) -> None:
         """Have the kernel take the interfaces' pending link events now (see
         :func:`execute`): asking for a link does (rtnl_getlink)."""
-        self.send(ns, [link_get(index) for index in indexes])
+        self.send(ns, [link_get(index) for index in indexes], ASK_CHUNK)
 
     def offload(self, ns: str, offloads: Sequence[Offload]) -> None:
         """Turn the features on or off, by ioctl on this socket: its namespace is theirs."""
