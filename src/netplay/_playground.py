@@ -84,7 +84,8 @@ class Playground:
         /etc/hosts).  With ``purge``, a throwaway playground: its CA and
         certificates go when it goes down by leaving ``with``, or when ``up``
         fails.  ``tag`` names who made it (``netplay.testing``)."""
-        topo, source = source_of(topology, services)
+        with _lifecycle.collector_off():  # generating line:N makes a million objects
+            topo, source = source_of(topology, services)
         paths = Paths.of(topo.name if name is None else name)
         state = _lifecycle.begin(paths, topo, source, tag)
         pg = cls(_KEY, paths, topo, state)
