@@ -20,6 +20,7 @@ import pytest
 
 from netplay import Playground, Spawned, pki
 from netplay.errors import PkiError
+from netplay.pki._store import PER_WORKER
 from netplay.topology import dns_zones, load
 
 Spawn = Callable[..., Spawned]
@@ -217,6 +218,36 @@ def test_a_certificate_half_written_by_a_crash_is_issued_again(tmp_path: Path) -
     assert key.stat().st_mode & 0o777 == 0o600
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     assert not list(made.dir.glob("*/.*.tmp"))
+
+
+def _many(count: int) -> dict[str, pki.Wanted]:
+    return {
+        f"h{i}": pki.Wanted((f"h{i}.example.com", f"h{i}"), ("10.0.0.1",)) for i in range(count)
+    }
+
+
+workers = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no workers")
+
+
+@workers
+def test_many_certificates_are_issued_by_workers_as_one_would(tmp_path: Path) -> None:
+    wanted = _many(2 * PER_WORKER)
+    made = pki.Store(tmp_path / "pki")
+    assert len(made.ensure("unit", wanted, "example.com", NOW)) == len(wanted) + 1
+    for host in ("h0", f"h{len(wanted) - 1}"):
+        cert, key = made.server(host)
+        assert _openssl_verify(made, cert, "sslserver").returncode == 0
+        assert key.stat().st_mode & 0o777 == 0o600
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    assert made.ensure("unit", wanted, "example.com", NOW) == []  # every one in the manifest
+
+
+@workers
+def test_a_worker_that_cannot_issue_is_one_clear_error(tmp_path: Path) -> None:
+    wanted = _many(2 * PER_WORKER)
+    wanted["h7"] = pki.Wanted(("h7.example.com",), ("not an address",))
+    with pytest.raises(PkiError, match="not an address"):
+        pki.Store(tmp_path / "pki").ensure("unit", wanted, "example.com", NOW)
 
 
 def test_a_data_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
