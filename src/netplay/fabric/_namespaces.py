@@ -47,9 +47,9 @@ on to the next.  The machine's own /etc is never written.
 
 A host may have its view made *later* (:attr:`HostSetup.later`): when a
 program first enters it (:func:`enter_host`), not at ``up``.  Its seven
-overlays and its /sys are most of what a host costs to make (about 10 ms
-of 12 on this machine's disk), and on a playground of thousands of hosts
-most are never entered.  Until then its mount namespace is the template's
+overlays, their layers' directories and its /sys are most of what a host
+costs to make (about 10 ms of 12 on this machine's disk), and on a
+playground of thousands of hosts most are never entered.  Until then its mount namespace is the template's
 copy with its own /proc, and the parent keeps what its view is made of in
 a file by its pins (``KEY.view``); the first program to enter makes the
 view under a lock on that file, then deletes it.  Only netplay enters a
