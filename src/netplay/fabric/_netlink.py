@@ -282,9 +282,8 @@ def bridge(index: int, name: str = "br0", snooping: bool = True) -> Request:
 
 
 def link_get(index: int) -> Request:
-    return Request(
-        RTM_GETLINK, CHANGE, IFINFOMSG.pack(0, 0, index, 0, 0), "ask for link {}", (index,)
-    )
+    body = IFINFOMSG.pack(0, 0, index, 0, 0)
+    return Request(RTM_GETLINK, ASK, body, "ask for interface {}", (index,))
 
 
 def link_state(index: int, up: bool) -> Request:
