@@ -195,6 +195,22 @@ def test_uids_are_given_in_delivery_order_and_kept(tmp_path: Path) -> None:
     assert header.startswith("3 V") and header.endswith(" N4")  # Dovecot's version 3
 
 
+def test_uids_follow_deliveries_across_a_microsecond_digit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New files get UIDs in the order of their names: 0.099999 s, then 0.100000 s."""
+    box = Maildir(tmp_path / "alice")
+    box.make()
+    for now, subject in ((1764633600.099999, b"first"), (1764633600.100001, b"second")):
+        monkeypatch.setattr("time.time", lambda now=now: now)
+        box.deliver(b"Subject: " + subject + b"\r\n\r\n")
+    synced = box.index().sync()
+    assert [m.path.read_bytes().split(b"\r\n")[0] for m in synced] == [
+        b"Subject: first",
+        b"Subject: second",
+    ]
+
+
 def test_uids_only_grow(tmp_path: Path) -> None:
     box = _box(tmp_path, 3)
     folder = box.index()

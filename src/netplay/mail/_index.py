@@ -4,8 +4,8 @@ A folder's UIDs are kept in ``dovecot-uidlist`` in Dovecot's version 3
 format, so that Dovecot, run on the same store, sees the same UIDs::
 
     3 V1764633600 N5
-    1 :1764633600.M1P2Q1.mail,S=453
-    2 :1764633601.M7P2Q2.mail,S=891
+    1 :1764633600.M000001P2Q1.mail,S=453
+    2 :1764633601.M000007P2Q2.mail,S=891
 
 ``V`` is the folder's UIDVALIDITY, ``N`` the next UID; each line gives a
 message's UID and its file's base name (the name without ``:2,FLAGS``).

@@ -5,9 +5,10 @@ crash at any moment loses nothing that was acknowledged and shows nothing
 half-written: it is written under ``tmp/``, fsynced, renamed into ``new/``,
 and ``new/`` is fsynced, before :meth:`Maildir.deliver` returns (and only
 then does SMTP say 250).  A file's name is unique to this delivery
-(``TIME.M<usec>P<pid>Q<count>.HOST,S=SIZE``, Dovecot's form, ``S=`` being
-its size) and its flags follow ``:2,``: in ``cur/`` once a client has seen
-it, in ``new/`` already if IMAP's APPEND or COPY gave it some.  A reader
+(``TIME.M<usec>P<pid>Q<count>.HOST,S=SIZE``, Dovecot's form with the
+microseconds in six digits, ``S=`` being its size) and its flags follow
+``:2,``: in ``cur/`` once a client has seen it, in ``new/`` already if
+IMAP's APPEND or COPY gave it some.  A reader
 lists ``new/`` and ``cur/`` and never ``tmp/``.
 
 The layout, under the host's data directory::
@@ -43,7 +44,9 @@ def _unique(size: int) -> str:
     now = time.time()
     seconds, micro = int(now), int((now % 1) * 1_000_000)
     host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{seconds}.M{micro}P{os.getpid()}Q{next(_deliveries)}.{host},S={size}"
+    # six digits: new files get their UIDs in the order of their names
+    # (netplay's index and Dovecot alike), and M99999 sorts after M100000
+    return f"{seconds}.M{micro:06d}P{os.getpid()}Q{next(_deliveries)}.{host},S={size}"
 
 
 class Maildir:
