@@ -29,7 +29,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import selectors
 import shutil
 import ssl
 from collections.abc import Iterator, Mapping
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
 DEMO_USER = "brandon"
 RENEW_BEFORE = dt.timedelta(days=30)
 PER_WORKER = 500  # certificates worth a forked worker of their own
+BATCH = 100  # certificates a worker issues between two reports (the progress bar's steps)
 BUNDLES = (  # the CA files of Debian, Fedora and Alpine-like systems, if present
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -203,90 +203,36 @@ class Store:
         from netplay.pki import _issue
 
         ca = _issue.Pair(self.ca.read_bytes(), (self.dir / "ca.key").read_bytes())
-        unnamed = {key for key in keys if key not in certs}  # by the manifest on disk
+        # (key, what it names, whether the manifest on disk names it yet)
+        jobs = [(key, todo[key], key not in certs) for key in keys]
         workers = min(os.cpu_count() or 1, len(keys) // PER_WORKER)
         with progress.steps("issuing certificates", len(keys)) as step:
             if workers < 2:
-                for key in keys:
-                    certs[key] = self._issue_one(ca, key, todo[key], key in unnamed, now)
+                for key, want, unnamed in jobs:
+                    certs[key] = self._issue_one(ca, key, want, unnamed, now)
                     step()
-            else:
-                shares = [keys[i::workers] for i in range(workers)]
-                for key, entry in self._in_workers(ca, shares, todo, unnamed, now):
-                    certs[key] = entry
-                    step()
-        missing = [key for key in keys if key not in certs]
-        if missing:
-            raise PkiError(f"the certificate of {missing[0]} was not issued (its worker ended)")
+                return
+            import concurrent.futures  # here: an up that issues little need not load them
+            import multiprocessing
 
-    def _in_workers(
-        self,
-        ca: Pair,
-        shares: list[list[str]],
-        todo: Mapping[str, Wanted],
-        unnamed: set[str],
-        now: dt.datetime,
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Each share issued by a forked worker of its own; each certificate's
-        key and manifest entry as its worker reports it (a line of JSON)."""
-        pipes = {}
-        for share in shares:
-            read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - a worker
-                os.close(read)
-                os._exit(self._worker(ca, share, todo, unnamed, now, write))
-            os.close(write)
-            pipes[read] = pid
-        failure = ""
-        try:
-            with selectors.DefaultSelector() as selector:
-                for read in pipes:
-                    selector.register(read, selectors.EVENT_READ, bytearray())
-                while selector.get_map():
-                    for ready, _events in selector.select():
-                        data = os.read(ready.fd, 1 << 16)
-                        if not data:
-                            selector.unregister(ready.fd)
-                            continue
-                        pending: bytearray = ready.data
-                        pending += data
-                        *lines, rest = pending.split(b"\n")
-                        pending[:] = rest
-                        for line in lines:
-                            if line.startswith(b"e "):
-                                failure = failure or line[2:].decode(errors="replace")
-                            else:
-                                key, entry = json.loads(line)
-                                yield key, entry
-        finally:
-            for read, pid in pipes.items():
-                os.close(read)
-                os.waitpid(pid, 0)
-        if failure:
-            raise PkiError(f"cannot issue the certificates: {failure}")
+            fork = multiprocessing.get_context("fork")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=fork) as pool:
+                batches = [jobs[i : i + BATCH] for i in range(0, len(jobs), BATCH)]
+                issuing = [pool.submit(self._issue_all, ca, batch, now) for batch in batches]
+                for done in concurrent.futures.as_completed(issuing):
+                    try:
+                        issued = done.result()
+                    except Exception as exc:
+                        raise PkiError(f"cannot issue the certificates: {exc}") from exc
+                    for key, entry in issued:
+                        certs[key] = entry
+                        step()
 
-    def _worker(
-        self,
-        ca: Pair,
-        keys: list[str],
-        todo: Mapping[str, Wanted],
-        unnamed: set[str],
-        now: dt.datetime,
-        reports: int,
-    ) -> int:
-        """Issue ``keys``, reporting each one's manifest entry as a line on
-        ``reports``; the exit status of the worker."""
-        with open(reports, "w", encoding="utf-8", buffering=1) as out:
-            try:
-                for key in keys:
-                    entry = self._issue_one(ca, key, todo[key], key in unnamed, now)
-                    out.write(json.dumps([key, entry]) + "\n")
-            except Exception as exc:
-                message = str(exc).replace("\n", " ")
-                out.write(f"e {message}\n")
-                return 1
-        return 0
+    def _issue_all(
+        self, ca: Pair, jobs: list[tuple[str, Wanted, bool]], now: dt.datetime
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """In a worker: issue each job's certificate; their manifest entries."""
+        return [(key, self._issue_one(ca, key, want, unnamed, now)) for key, want, unnamed in jobs]
 
     def _issue_one(
         self, ca: Pair, key: str, want: Wanted, unnamed: bool, now: dt.datetime
