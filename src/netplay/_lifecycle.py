@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import gc
 import logging
 import os
@@ -99,10 +100,14 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
         setup = hosts.write_files(paths, topology, store)
         # a host with services is entered at once; one without, maybe never
         later = frozenset(h.name for h in topology.hosts if not h.services)
-        fabric.build(paths, topology, dataclasses.replace(setup, later=later))
+        groups = services.by_engine(services.contexts(topology, store, paths.service_data))
+        # the first engine's imports (the book's: SSH's, for twelve servers) while
+        # the kernel makes the namespaces; the others', each as its runners fork
+        preload = functools.partial(services.preload, groups[:1])
+        fabric.build(paths, topology, dataclasses.replace(setup, later=later), preload)
         state.namespaces = fabric.namespaces_of(state.pins)
     try:
-        services.start_all(paths, topology, store, state.runners)
+        services.start_all(paths, groups, state.runners, preloaded=1)
     finally:
         fabric.write_state(paths, state)
     return state

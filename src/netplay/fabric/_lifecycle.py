@@ -19,7 +19,7 @@ import os
 import resource
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from netplay._model import State
@@ -74,12 +74,18 @@ def hosts_pinned(pins: Sequence[str]) -> int:
     return sum(1 for pin in pins if pin.endswith(".uts"))
 
 
-def build(paths: Paths, topology: Topology, setup: HostSetup) -> None:
+def build(
+    paths: Paths,
+    topology: Topology,
+    setup: HostSetup,
+    meanwhile: Callable[[], object] = lambda: None,
+) -> None:
     """Make every namespace (hosts as ``setup`` says), wire them together, and
-    set up NAT in the hosts that do it."""
+    set up NAT in the hosts that do it.  ``meanwhile`` is the caller's work,
+    done in this thread while the namespace factory (a child) works."""
     specs = _specs(topology, setup)
     _may_open(len(specs))
-    namespaces.create(paths, specs, setup.template)
+    namespaces.create(paths, specs, setup.template, meanwhile)
     for net in topology.networks:  # before a host comes up and reports its groups
         if net.kind == "lan" and nl.Switch(len(net.attachments)).large:
             sw = nl.switch_key(net.name)

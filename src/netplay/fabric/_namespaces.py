@@ -68,7 +68,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,9 +479,16 @@ def _kinds(spec: NsSpec) -> tuple[str, ...]:
     return ("net", "mnt", "uts") if spec.host else ("net",)
 
 
-def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Mount] = ()) -> None:
+def create(
+    paths: Paths,
+    specs: Sequence[NsSpec],
+    template_mounts: Sequence[Mount] = (),
+    meanwhile: Callable[[], object] = lambda: None,
+) -> None:
     """Make and pin every namespace in ``specs`` (in this order); every host
-    gets the ``template_mounts``, then its own."""
+    gets the ``template_mounts``, then its own.  ``meanwhile`` is the
+    caller's work, done while the factory makes the first WINDOW namespaces,
+    before they are pinned."""
     _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
     for spec in specs:
@@ -512,6 +519,7 @@ def create(paths: Paths, specs: Sequence[NsSpec], template_mounts: Sequence[Moun
     views = _Views(template_mounts, not paths.root)
     links = []
     try:
+        meanwhile()
         with (
             open(ready_r, "rb", closefd=False) as reports,
             progress.steps("making namespaces", len(specs)) as step,

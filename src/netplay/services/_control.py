@@ -1,18 +1,21 @@
 """The service layer as the playground uses it: check, start all, status, control.
 
-``start_all`` forks every runner at once and waits until each has reported
-healthy or failed; the first failure names the service, its reason and
-the last lines of its log.  Control (restart, stop, start) is a signal to
-the service's runner, followed by waiting for the state it leads to.
+``preload`` has engines prepare what their servers share (their imports);
+``start_all`` then forks every runner at once and waits until each has
+reported healthy or failed; the first failure names the service, its
+reason and the last lines of its log.  Control (restart, stop, start) is a
+signal to the service's runner, followed by waiting for the state it leads
+to.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 from netplay._model import Process, ServiceState, ServiceStatus
@@ -29,6 +32,8 @@ REPORT_SLACK_S = 5.0  # beyond the longest health timeout, for starting the runn
 CONTROL_TIMEOUT_S = runner.HEALTH_TIMEOUT_S + runner.STOP_GRACE_S + REPORT_SLACK_S
 LOG_LINES_IN_ERRORS = 3
 ACTIONS = {"restart": signal.SIGHUP, "stop": signal.SIGUSR1, "start": signal.SIGUSR2}
+
+Group = tuple[Engine, list[Context]]  # an engine and its services (by_engine)
 
 
 def contexts(topology: Topology, store: Store, data: Path) -> list[tuple[Context, Engine]]:
@@ -56,27 +61,58 @@ def contexts(topology: Topology, store: Store, data: Path) -> list[tuple[Context
     return found
 
 
-def start_all(
-    paths: Paths, topology: Topology, store: Store, runners: MutableMapping[str, Process]
-) -> None:
-    """Start every service in parallel; return once all are healthy.
+def by_engine(declared: Sequence[tuple[Context, Engine]]) -> list[Group]:
+    """The services of ``declared`` (:func:`contexts`) by engine, in the order
+    each engine first appears."""
+    groups: dict[int, Group] = {}
+    for ctx, engine in declared:
+        groups.setdefault(id(engine), (engine, []))[1].append(ctx)
+    return list(groups.values())
 
-    Each runner is recorded in ``runners`` as soon as it exists (the caller
-    writes the state file); raise ServiceError for the first service that
-    did not become healthy.
+
+def preload(groups: Sequence[Group]) -> None:
+    """Have each engine of ``groups`` prepare, once, in this process, what its
+    servers need (:meth:`Engine.preload`: their imports), before the runners fork."""
+    for engine, theirs in groups:
+        engine.preload(theirs)
+
+
+def start_all(
+    paths: Paths,
+    groups: Sequence[Group],
+    runners: MutableMapping[str, Process],
+    *,
+    preloaded: int = 0,
+) -> None:
+    """Start every service of ``groups`` (:func:`by_engine`) in parallel;
+    return once all are healthy.
+
+    The engines after the first ``preloaded`` are preloaded here, each just
+    before its runners fork: a server inherits the modules of its own engine
+    and of those before it, not of those after (the book's idle SSH servers,
+    forked first, were a sixth larger when forked after www's Flask and
+    httpbin were imported).  Each runner is
+    recorded in ``runners`` as soon as it exists (the caller writes the
+    state file); raise ServiceError for the first service that did not
+    become healthy.
     """
     reports: dict[int, Context] = {}
-    declared = contexts(topology, store, paths.service_data)
-    by_engine: dict[int, tuple[Engine, list[Context]]] = {}
-    for ctx, engine in declared:
-        by_engine.setdefault(id(engine), (engine, []))[1].append(ctx)
-    for engine, theirs in by_engine.values():
-        engine.preload(theirs)
     try:
-        for ctx, engine in declared:
-            pid, report = runner.spawn(ctx, engine, paths)
-            runners[ctx.id] = process(pid)
-            reports[report] = ctx
+        try:
+            for i, (engine, theirs) in enumerate(groups):
+                if i >= preloaded:
+                    engine.preload(theirs)
+                # What this process holds (its imports, the preloads) stays shared
+                # with the runners and servers: frozen, their garbage collector's
+                # passes do not write to each object's header, and so copy its
+                # page (the gc module's advice for a fork without exec).
+                gc.freeze()
+                for ctx in theirs:
+                    pid, report = runner.spawn(ctx, engine, paths)
+                    runners[ctx.id] = process(pid)
+                    reports[report] = ctx
+        finally:
+            gc.unfreeze()
         longest = max(
             [float(c.option("health_timeout", runner.HEALTH_TIMEOUT_S)) for c in reports.values()],
             default=0.0,

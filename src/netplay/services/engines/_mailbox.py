@@ -73,6 +73,10 @@ class MailboxEngine(Engine):
         }
 
     def preload(self, contexts: Sequence[Context]) -> None:
+        # the mail store and the session: a tenth of a second each server would spend
+        import netplay.mail  # noqa: F401
+
+        importlib.import_module(self.session.partition(":")[0])
         ensure_accounts(contexts)
 
     def start(self, ctx: Context) -> Start:

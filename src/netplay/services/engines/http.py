@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
@@ -53,6 +54,23 @@ class GranianEngine(Engine):
                     'apps maps a path to a WSGI application: { "/path" = "module:attribute" }',
                     field=f"{where}.apps.{prefix}",
                 )
+
+    def preload(self, contexts: Sequence[Context]) -> None:
+        # granian, and httpbin and Flask under www's application: a quarter of a
+        # second each server would spend.  The application reads what it is
+        # given (apps, sites, threads) from the environment when it serves.
+        import granian.http  # noqa: F401
+        import setproctitle  # noqa: F401
+
+        # httpbin warns on import that its Swagger UI (flasgger) is not installed:
+        # nothing for the terminal of whoever makes the playground
+        httpbin = logging.getLogger("httpbin.core")
+        level = httpbin.level
+        httpbin.setLevel(logging.ERROR)
+        try:
+            from netplay.www import _app  # noqa: F401
+        finally:
+            httpbin.setLevel(level)
 
     def start(self, ctx: Context) -> Start:
         settings: dict[str, Any] = {

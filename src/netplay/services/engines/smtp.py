@@ -648,6 +648,11 @@ class SmtpEngine(Engine):
             )
 
     def preload(self, contexts: Sequence[Context]) -> None:
+        # aiosmtpd and the mail store: a tenth of a second each server would spend
+        import aiosmtpd.smtp  # noqa: F401
+
+        import netplay.mail  # noqa: F401
+
         ensure_accounts(contexts)
 
     def start(self, ctx: Context) -> Start:
