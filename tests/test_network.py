@@ -97,6 +97,26 @@ def test_the_machines_etc_is_untouched(playground_factory: Callable[..., Playgro
     assert before == after
 
 
+def test_every_host_has_the_sysctls_of_a_playground_and_routers_forward(
+    book: Playground,
+) -> None:
+    keys = [
+        "net.ipv6.conf.default.accept_dad",
+        "net.ipv6.conf.all.accept_ra",
+        "net.ipv6.conf.default.keep_addr_on_down",
+        "net.ipv4.icmp_ratelimit",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_forward",
+        "net.ipv6.conf.all.forwarding",
+    ]
+    seen = {
+        name: book.host(name).run(["sysctl", "-n", *keys], check=True).stdout.split("\n")[:-1]
+        for name in ("h1", "isp", "www")
+    }
+    host = ["0", "0", "1", "0", "0\t2147483647"]
+    assert seen == {"h1": [*host, "0", "0"], "isp": [*host, "1", "1"], "www": [*host, "0", "0"]}
+
+
 def test_a_failing_command_reports_its_status(book: Playground) -> None:
     result = book.host("h1").run(["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.returncode, result.stdout, result.stderr) == (3, "out\n", "err\n")
