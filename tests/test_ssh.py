@@ -391,6 +391,33 @@ def test_an_interactive_shell_on_a_pty_with_window_size_and_signals(ssh: Setup) 
     assert got["status"] == 7 and got["signal"] == "TERM"
 
 
+ASYNCSSH_MODES = r"""
+import asyncio, json, sys, asyncssh
+server, known, password = sys.argv[1], sys.argv[2], sys.argv[3]
+
+async def main():
+    async with asyncssh.connect(server, username="ann", password=password, client_keys=None,
+                                known_hosts=known) as conn:
+        said = {}
+        for name, modes in (("default", {}), ("sent", {asyncssh.PTY_ECHO: 0,
+                asyncssh.PTY_ICRNL: 0, asyncssh.PTY_VINTR: 7, asyncssh.PTY_VQUIT: 255})):
+            done = await conn.run("stty -a", term_type="xterm", term_modes=modes, timeout=10)
+            said[name] = done.stdout
+        print(json.dumps(said))
+
+asyncio.run(main())
+"""
+
+
+def test_a_pty_has_the_terminal_modes_the_client_sent(ssh: Setup) -> None:
+    got = _python(ssh, ASYNCSSH_MODES, SERVER, KNOWN_HOSTS, PASSWORD)
+    words = {name: said.replace(";", " ").split() for name, said in got.items()}
+    assert {"echo", "icrnl"} <= set(words["default"]), got
+    assert "intr = ^C" in got["default"] and "quit = ^\\" in got["default"], got
+    assert {"-echo", "-icrnl"} <= set(words["sent"]), got
+    assert "intr = ^G" in got["sent"] and "quit = <undef>" in got["sent"], got
+
+
 ASYNCSSH_SESSIONS = r"""
 import asyncio, json, sys, asyncssh
 server, known, password, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

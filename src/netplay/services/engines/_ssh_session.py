@@ -13,9 +13,10 @@ dynamic loader's variables and these.  Then:
   sshd does);
 - ``shell``: the user's shell as a login shell (``-bash``);
 - with a pty (``pty-req``), its slave is the child's controlling terminal
-  and its stdin, stdout and stderr; the window size is set and changed
-  (``window-change``, and the kernel sends SIGWINCH), ``signal`` requests
-  reach the child's process group, ``break`` is a tty break;
+  and its stdin, stdout and stderr, with the terminal modes the client
+  sent (its own terminal's: erase, intr, echo); the window size is set and
+  changed (``window-change``, and the kernel sends SIGWINCH), ``signal``
+  requests reach the child's process group, ``break`` is a tty break;
 - ``subsystem sftp``: the child does not exec: it serves asyncssh's own SFTP
   server (:class:`asyncssh.SFTPServer`: the whole protocol, OpenSSH's
   extensions included) on a new event loop (uvloop's: with asyncio's own,
@@ -120,6 +121,7 @@ class SessionLogic:
         self.loop = asyncio.get_running_loop()
         self.term: str | None = None
         self.size = (80, 24, 0, 0)
+        self.modes: dict[int, int] = {}  # the client's terminal modes (pty-req)
         self.command: str | None = None
         self.subsystem: str | None = None
         self.pid: int | None = None
@@ -144,6 +146,7 @@ class SessionLogic:
     ) -> bool:
         self.term = term_type or "dumb"
         self.size = term_size
+        self.modes = dict(modes)
         return True
 
     def shell_requested(self) -> bool:
@@ -208,6 +211,7 @@ class SessionLogic:
             master, slave = os.openpty()
             self.master = master
             set_size(master, self.size)
+            set_modes(slave, self.modes)
             env["SSH_TTY"] = os.ttyname(slave)
             argv = [f"-{name}"] if self.command is None else [name, "-c", self.command]
             try:
@@ -430,6 +434,56 @@ def _reap(loop: asyncio.AbstractEventLoop, pid: int, pidfd: int) -> None:
     os.close(pidfd)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+# RFC 4254 8 (and RFC 8160's IUTF8): the terminal modes' opcodes, numbered from
+# each group's first, and where each is in tcgetattr's list (0 iflag, 1 oflag,
+# 2 cflag, 3 lflag, 6 the characters).  What this system's termios lacks
+# (VDSUSP, VSTATUS, ...) is left out, as OpenSSH's sshd leaves it.
+_MODE_GROUPS = (
+    (
+        1,
+        6,
+        "VINTR VQUIT VERASE VKILL VEOF VEOL VEOL2 VSTART VSTOP VSUSP VDSUSP VREPRINT"
+        " VWERASE VLNEXT VFLUSH VSWTC VSTATUS VDISCARD",
+    ),
+    (30, 0, "IGNPAR PARMRK INPCK ISTRIP INLCR IGNCR ICRNL IUCLC IXON IXANY IXOFF IMAXBEL IUTF8"),
+    (50, 3, "ISIG ICANON XCASE ECHO ECHOE ECHOK ECHONL NOFLSH TOSTOP IEXTEN ECHOCTL ECHOKE PENDIN"),
+    (70, 1, "OPOST OLCUC ONLCR OCRNL ONOCR ONLRET"),
+    (90, 2, "CS7 CS8 PARENB PARODD"),
+)
+_MODES = {
+    first + i: (where, name)
+    for first, where, names in _MODE_GROUPS
+    for i, name in enumerate(names.split())
+}
+_DISABLED = 255  # a character the client's terminal does not have
+
+
+def set_modes(fd: int, modes: dict[int, int]) -> None:
+    """Give the pty ``fd`` the terminal modes the client sent with its pty
+    request (its own terminal's: erase, intr, echo, ...), as sshd does;
+    the speeds (128, 129) mean nothing to a pty and are ignored."""
+    if not modes:
+        return
+    attributes = termios.tcgetattr(fd)
+    for op, value in modes.items():
+        where, name = _MODES.get(op, (None, ""))
+        bit = getattr(termios, name, None)
+        if where is None or bit is None:
+            continue
+        if where == 6:
+            character = 0 if value == _DISABLED else value  # Linux's _POSIX_VDISABLE
+            attributes[6][bit] = bytes([character & 0xFF])
+        elif name in ("CS7", "CS8"):  # a character size, not a flag
+            if value:
+                attributes[2] = attributes[2] & ~termios.CSIZE | bit
+        elif value:
+            attributes[where] |= bit
+        else:
+            attributes[where] &= ~bit
+    with contextlib.suppress(termios.error):
+        termios.tcsetattr(fd, termios.TCSANOW, attributes)
 
 
 def set_size(fd: int, size: tuple[int, int, int, int]) -> None:
