@@ -96,3 +96,18 @@ def test_remove_files_takes_what_a_killed_up_was_writing(tmp_path: Path) -> None
     mine.write_text("someone else's")
     remove_files(paths)
     assert mine.exists()  # only what netplay writes
+
+
+def test_a_host_of_a_playground_that_is_down_says_so_and_runs_nothing(
+    playground_factory: Callable[..., Playground],
+) -> None:
+    pg = playground_factory("book", services=False)
+    h1 = pg.host("h1")
+    pg.down()
+    done = h1.run(["touch", "/tmp/ran"])
+    assert done.returncode == 126
+    assert (
+        done.stderr
+        == f"netplay: the playground {pg.name} is not running (start it with netplay up)\n"
+    )
+    assert not Path("/tmp/ran").exists()

@@ -25,6 +25,8 @@ from netplay.fabric import Paths, Realm, enter_host
 from netplay.hosts._spawn import Ready, Spawned, output_files, wait_ready
 from netplay.pki import Store
 
+NOT_FOUND, CANNOT_RUN = 127, 126  # the statuses of a shell that cannot run a command
+
 
 class Host:
     """A host of a playground; get one with ``playground.host(name)``."""
@@ -39,9 +41,21 @@ class Host:
         return f"<Host {self.name} of {self._paths.name}>"
 
     def _enter(self) -> None:
-        """In a child between fork and exec (or before exec): become part of the host."""
-        self._realm.join()
-        enter_host(self._paths, self.name)
+        """In a child between fork and exec: become part of the host, or say on
+        its stderr why it cannot and end as a command that cannot run (126),
+        since subprocess would only say that "an exception occurred in
+        preexec_fn"."""
+        try:
+            self._realm.join()
+            enter_host(self._paths, self.name)
+        except FileNotFoundError:  # its pins: the playground is down
+            why = f"the playground {self._paths.name} is not running (start it with netplay up)"
+        except BaseException as exc:
+            why = f"cannot enter the host {self.name}: {exc}"
+        else:
+            return
+        os.write(2, f"netplay: {why}\n".encode(errors="replace"))
+        os._exit(CANNOT_RUN)
 
     def environment(self) -> dict[str, str]:
         """What programs in the host find in their environment: its name, the
@@ -71,9 +85,11 @@ class Host:
         """What to say when ``argv`` cannot even start: no such program (127, as
         shells say; an empty name too), or one that is not a program (126)."""
         if isinstance(exc, FileNotFoundError | ValueError) or not argv[0]:
-            return CommandFailedError(self.name, argv, 127, stderr=f"{argv[0]}: command not found")
+            return CommandFailedError(
+                self.name, argv, NOT_FOUND, stderr=f"{argv[0]}: command not found"
+            )
         why = exc.strerror or str(exc)
-        return CommandFailedError(self.name, argv, 126, stderr=f"{argv[0]}: {why}")
+        return CommandFailedError(self.name, argv, CANNOT_RUN, stderr=f"{argv[0]}: {why}")
 
     def run(
         self,
