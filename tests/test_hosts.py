@@ -7,7 +7,10 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from netplay import Playground
+from netplay.errors import CommandFailedError
 from netplay.fabric import SERVICE_DATA
 
 
@@ -111,3 +114,5 @@ def test_a_host_of_a_playground_that_is_down_says_so_and_runs_nothing(
         == f"netplay: the playground {pg.name} is not running (start it with netplay up)\n"
     )
     assert not Path("/tmp/ran").exists()
+    with pytest.raises(CommandFailedError, match=r"ended before .*\(it said: netplay: the play"):
+        h1.spawn(["sleep", "60"])

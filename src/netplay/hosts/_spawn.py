@@ -110,10 +110,14 @@ class Spawned:
         return out.decode(errors="replace"), err.decode(errors="replace")
 
     def _failure(self, what: str) -> CommandFailedError:
+        """What went wrong, and the last line the program wrote on its stderr
+        (a traceback's exception, a server's complaint), if any."""
         status = self.proc.poll()
         out, err = self.stop()
+        last = err.strip().splitlines()[-1:]
+        said = f"{what} (it said: {last[0].strip()})" if last else what
         return CommandFailedError(
-            self.host, self.argv, -9 if status is None else status, out, f"{err}\n{what}"
+            self.host, self.argv, -9 if status is None else status, out, f"{err}\n{said}"
         )
 
 
