@@ -160,6 +160,22 @@ def test_a_host_without_services_gets_its_view_once_at_first_entry() -> None:
         pg.down()
 
 
+@pytest.mark.needs_playground
+def test_a_host_whose_view_cannot_be_made_says_why_each_time_and_mounts_no_more() -> None:
+    pg = Playground.up(TWO_HOSTS, name=f"broken-{uuid.uuid4().hex[:6]}", services=False)
+    try:
+        srv = filesystem.upper(Path(pg.state.data), "one", "/srv")
+        srv.write_text("a file where /srv's upper layer goes")
+        first = pg.host("one").run(["hostname"])
+        assert first.returncode == 126 and "File exists" in first.stderr, first
+        again = pg.host("one").run(["hostname"])
+        assert again.returncode == 126, again
+        assert "filesystem could not be made" in again.stderr and "File exists" in again.stderr
+        assert pg.host("two").run(["hostname"]).stdout == "two\n"  # the other host is whole
+    finally:
+        pg.down(purge=True)
+
+
 # -- the accounts' files, without a playground ------------------------------------
 
 

@@ -53,7 +53,9 @@ playground of thousands of hosts most are never entered.  Until then its
 mount namespace is the template's copy with its own /proc, and the parent
 keeps what its view is made of in a file by its pins (``KEY.view``); the
 first program to enter makes the view under a lock on that file, then
-deletes it.  Only netplay enters a host's mount namespace, so no program
+deletes it; if it fails, the file says why from then on, and entering the
+host fails with that reason rather than mount the view again over the part
+already made.  Only netplay enters a host's mount namespace, so no program
 sees a host before its view."""
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ SYSCTLS_SWITCH = (
     ("bridge/bridge-nf-call-arptables", "0"),
 )
 WINDOW = 64  # namespaces the factory may hold open while the parent pins them
+VIEW_FAILED = "failed: "  # a view file that says why the view could not be made
 COVER_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 ETC = Path("/etc")
 
@@ -670,8 +673,22 @@ def _waiting_view(paths: Paths, key: str) -> Iterator[_View | None]:
             yield None
             return
         with open(fd, encoding="utf-8", closefd=False) as f:
-            view = _View.loads(f.read())
-        yield view
+            text = f.read()
+        if text.startswith(VIEW_FAILED):
+            raise OSError(
+                errno.EIO,
+                f"the host's own filesystem could not be made ({text.removeprefix(VIEW_FAILED)}); "
+                "take the playground down and up again",
+            )
+        try:
+            yield _View.loads(text)
+        except BaseException as exc:
+            # What was mounted stays in the host, and making the view again would
+            # stack overlays on it: from now on, entering the host says why it cannot.
+            failed = os.open(path.name, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, dir_fd=directory)
+            with open(failed, "w", encoding="utf-8") as f:
+                f.write(VIEW_FAILED + (str(exc) or type(exc).__name__))
+            raise
         os.unlink(path.name, dir_fd=directory)
     finally:
         os.close(directory)
