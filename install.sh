@@ -81,6 +81,11 @@ fi
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv" ||
     fail "could not make a virtual environment in $venv (is python3-venv installed?)"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here$extras"
+# pip compiles what it installs, but leaves an editable install's own modules to their
+# first import: compiled now, they cost nothing at each start where the checkout is not
+# writable (a rootless user's, of root's install) or PYTHONDONTWRITEBYTECODE is set
+"$venv/bin/python" -m compileall -q "$here/src" > /dev/null ||
+    fail "could not compile netplay's modules in $here/src"
 
 # -- the command, on PATH -------------------------------------------------------
 if [ "$(id -u)" -eq 0 ]; then
