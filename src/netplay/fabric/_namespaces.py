@@ -685,9 +685,10 @@ def _waiting_view(paths: Paths, key: str) -> Iterator[_View | None]:
         except BaseException as exc:
             # What was mounted stays in the host, and making the view again would
             # stack overlays on it: from now on, entering the host says why it cannot.
-            failed = os.open(path.name, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC, dir_fd=directory)
-            with open(failed, "w", encoding="utf-8") as f:
-                f.write(VIEW_FAILED + (str(exc) or type(exc).__name__))
+            with contextlib.suppress(OSError):  # the failure to tell is the view's
+                flags = os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC
+                with open(os.open(path.name, flags, dir_fd=directory), "w") as f:
+                    f.write(VIEW_FAILED + (str(exc) or type(exc).__name__))
             raise
         os.unlink(path.name, dir_fd=directory)
     finally:

@@ -91,10 +91,9 @@ def start_all(
     before its runners fork: a server inherits the modules of its own engine
     and of those before it, not of those after (the book's idle SSH servers,
     forked first, were a sixth larger when forked after www's Flask and
-    httpbin were imported).  Each runner is
-    recorded in ``runners`` as soon as it exists (the caller writes the
-    state file); raise ServiceError for the first service that did not
-    become healthy.
+    httpbin were imported).  Each runner is recorded in ``runners`` as soon
+    as it exists (the caller writes the state file); raise ServiceError for
+    the first service that did not become healthy.
     """
     reports: dict[int, Context] = {}
     try:
