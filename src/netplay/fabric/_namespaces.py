@@ -260,8 +260,6 @@ def _factory(
     for point in reversed(_mount_points_under(hide)):
         if point == keep:  # the hosts' fresh layers: their overlays need it here
             continue
-        if point in hide:  # a mount of its own (a tmpfs where /run is a disk): what is
-            continue  # mounted in it goes, the files the hosts' bind mounts come from stay
         with contextlib.suppress(OSError):
             linux.umount(point)
     overlaid = {target for spec in specs for target, _upper, _work in spec.overlays}
