@@ -59,7 +59,9 @@ from typing import Any
 
 from netplay import fabric
 
-CHUNK = 32768
+#: the most read from, or written to, a session's child at once (an SFTP reply of
+#: 32 KiB and its header, and several of them, in one read)
+CHUNK = 1 << 18
 #: bytes of the client's input held for a child that does not read, before the
 #: channel stops reading
 STDIN_HIGH = 1 << 20
