@@ -39,8 +39,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from boot import SETTLE_S, resolve
+
 HERE = Path(__file__).resolve().parent
-SETTLE_S = 1.0  # let the kernel finish deferred work (freeing namespaces) before a run
 
 
 def cpu_s() -> float:
@@ -56,7 +57,7 @@ def measure(spec: str, name: str) -> dict[str, float]:
     """One run, in a fresh process of the version under test (see the module's doc)."""
     from netplay import Playground
 
-    spec, services = ("book", False) if spec == "book-network" else (spec, True)
+    spec, services = resolve(spec)
     cpu = cpu_s()
     start = time.perf_counter()
     pg = Playground.up(spec, name=name, services=services)
