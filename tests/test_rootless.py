@@ -70,7 +70,8 @@ def _copy_packages(lib: Path) -> None:
 PYTHON = "/usr/bin/python3"
 RUNTIME = ("netplay", "pytest", "pytest-timeout")
 #: the part of the suite the user runs: the plugin (with the docs' examples), the
-#: network, link faults, and every engine through the conformance suite
+#: network, link faults, and every engine through the conformance suite, without its
+#: hostile clients' tests (SELECTION)
 REPRESENTATIVE = (
     "test_plugin.py",
     "test_network.py",
@@ -78,11 +79,11 @@ REPRESENTATIVE = (
     "test_engines.py",
     "test_echo.py",
 )
-#: what differs with subordinate ids is who the servers run as: the engines' part,
-#: without the hostile clients' tests ("starve": a server's own limits, the same code
-#: whoever runs it, and run as root and as one user already: half of the part's time)
+#: what differs with subordinate ids is who the servers run as: the engines' part
 WITH_SUBORDINATE_IDS = ("test_engines.py",)
-SUBORDINATE_IDS_SELECTION = ("-k", "not starve")
+#: the hostile clients' tests ("starve") test a server's own limits, the same code
+#: whoever runs it, and they run as root: they were half of the engines' part's time
+SELECTION = ("-k", "not starve")
 
 
 def _unprivileged_userns() -> bool:
@@ -355,10 +356,10 @@ def test_a_representative_part_of_the_suite_as_the_user(
     one it gives some: each engine runs as it can there."""
     if ids == "one user":
         name, lib = request.getfixturevalue("user")
-        part, selection, first = REPRESENTATIVE, (), None
+        part, first = REPRESENTATIVE, None
     else:
         name, lib, first = request.getfixturevalue("mapped_user")
-        part, selection = WITH_SUBORDINATE_IDS, SUBORDINATE_IDS_SELECTION
+        part = WITH_SUBORDINATE_IDS
     uid = pwd.getpwnam(name).pw_uid
     checkout = Path(__file__).parent.parent
     tree = lib / "checkout"
@@ -377,7 +378,7 @@ def test_a_representative_part_of_the_suite_as_the_user(
         f"PYTHONPATH={lib}",
         "PYTEST_PLUGINS=netplay.testing._plugin",  # the copy has no entry point of its own
     ]
-    argv = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *selection]
+    argv = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SELECTION]
     result = subprocess.run(
         ["runuser", "-u", name, "--", "env", *env, *argv, *(f"tests/{t}" for t in part)],
         capture_output=True,
