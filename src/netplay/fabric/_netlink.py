@@ -78,6 +78,8 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
+IFLA_NUM_TX_QUEUES = 31
+IFLA_NUM_RX_QUEUES = 32
 IFLA_NET_NS_FD = 28
 IFLA_GSO_IPV4_MAX_SIZE = 63  # kernel 6.3; older kernels ignore it
 IFLA_INFO_KIND = 1
@@ -256,18 +258,24 @@ def _link(flags: int, index: int, attrs: bytes, up: int = 0, change: int = 0) ->
 
 
 def veth(ifname: str, index: int, peer: str, peer_index: int, peer_fd: int, mtu: int) -> Request:
+    # One queue each way, as the kernel would leave it: a veth made with one per
+    # CPU is cut down to one once registered, and that waits for an expedited RCU
+    # grace period under the rtnl lock (1,500 pairs: 0.6 s made so, 1.0 to 1.7 s not)
+    queues = _u32(IFLA_NUM_TX_QUEUES, 1) + _u32(IFLA_NUM_RX_QUEUES, 1)
     peer_msg = (
         IFINFOMSG.pack(0, 0, peer_index, 0, 0)
         + _str(IFLA_IFNAME, peer)
         + _u32(IFLA_NET_NS_FD, peer_fd)
         + _u32(IFLA_MTU, mtu)
         + _u32(IFLA_GSO_IPV4_MAX_SIZE, GSO_IPV4_MAX_SIZE)
+        + queues
     )
     info = _str(IFLA_INFO_KIND, "veth") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_msg))
     attrs = (
         _str(IFLA_IFNAME, ifname)
         + _u32(IFLA_MTU, mtu)
         + _u32(IFLA_GSO_IPV4_MAX_SIZE, GSO_IPV4_MAX_SIZE)
+        + queues
         + _attr(IFLA_LINKINFO, info)
     )
     return _link(CREATE, index, attrs)
