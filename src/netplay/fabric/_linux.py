@@ -8,7 +8,6 @@ wrapper raises :class:`OSError` with the real errno, like the ``os`` module.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 CLONE_NEWNS = 0x00020000
@@ -29,7 +28,9 @@ MS_SHARED = 1 << 20
 
 MNT_DETACH = 0x2
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# the C library this process is linked with: ctypes.util.find_library would run
+# ldconfig (5 ms, at every start of netplay)
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
     ctypes.c_char_p,
     ctypes.c_char_p,

@@ -55,14 +55,20 @@ HOME_MODE = 0o700  # Debian 12's adduser (DIR_MODE)
 
 @functools.cache
 def _libcrypt() -> ctypes.CDLL:
-    name = ctypes.util.find_library("crypt") or "libcrypt.so.1"
+    # by its soname first, as the dynamic linker finds it: ctypes.util.find_library
+    # runs ldconfig (5 ms, on the way to every host's accounts)
+    name = "libcrypt.so.1"
     try:
         lib = ctypes.CDLL(name, use_errno=True)
-    except OSError as exc:
-        raise NetplayError(
-            f"the system's libcrypt ({name}) cannot be loaded: {exc}",
-            hint="install it (apt-get install libcrypt1)",
-        ) from exc
+    except OSError:
+        name = ctypes.util.find_library("crypt") or name
+        try:
+            lib = ctypes.CDLL(name, use_errno=True)
+        except OSError as exc:
+            raise NetplayError(
+                f"the system's libcrypt ({name}) cannot be loaded: {exc}",
+                hint="install it (apt-get install libcrypt1)",
+            ) from exc
     lib.crypt_gensalt.restype = ctypes.c_char_p
     lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
     lib.crypt_r.restype = ctypes.c_char_p
