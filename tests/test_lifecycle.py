@@ -289,3 +289,32 @@ def test_up_on_a_fresh_machine() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.endswith("left:\n/run:\n"), done.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="/run is root's")
+def test_a_runtime_directory_that_is_a_mount_of_its_own() -> None:
+    """/run/netplay may be a filesystem of its own (a tmpfs where /run is a
+    disk): what the hosts get from it (the CA bundles over the machine's) is
+    still theirs, they see nothing of it, and no pin of another playground
+    (made before the tmpfs, so under it) goes into their mount namespaces."""
+    script = (
+        "mkdir -p /run/netplay && mount -t tmpfs -o mode=0700 own /run/netplay"
+        " && netplay up --detach --name ownrun line:2"
+        " && netplay exec --name ownrun h1 -- sh -ec"
+        ' \'grep -q "the netplay playground" /etc/ssl/certs/ca-certificates.crt'
+        ' && test -z "$(ls -A /run/netplay)"'
+        " && ! grep -q nsfs /proc/self/mountinfo'"
+        " && netplay down --purge --name ownrun"
+        " && echo left: && ls -A /run/netplay"
+    )
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    with Playground.up("line:2", name="covered"):  # its pins: under the tmpfs
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.endswith("left:\n"), done.stdout

@@ -28,6 +28,14 @@ MS_SHARED = 1 << 20
 
 MNT_DETACH = 0x2
 
+# open_tree(2) and move_mount(2) (Linux 5.2), numbered alike on every architecture
+SYS_OPEN_TREE = 428
+SYS_MOVE_MOUNT = 429
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 0x1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
 # the C library this process is linked with: ctypes.util.find_library would run
 # ldconfig (5 ms, at every start of netplay)
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -43,6 +51,7 @@ _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, *[ctypes.c_ulong] * 4]
+_libc.syscall.restype = ctypes.c_long
 
 PR_SET_PDEATHSIG = 1
 
@@ -71,6 +80,28 @@ def mount(
 def umount(target: str, flags: int = MNT_DETACH) -> None:
     """umount2(2), lazily by default so that busy mounts still go."""
     _check(_libc.umount2(_b(target), flags), "umount", target)
+
+
+def clone_tree(path: str) -> int:
+    """open_tree(2) with OPEN_TREE_CLONE and AT_RECURSIVE: a detached copy of
+    the mount at ``path`` and of every mount below it, as an fd."""
+    flags = OPEN_TREE_CLONE | AT_RECURSIVE | os.O_CLOEXEC
+    fd = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, _b(path), ctypes.c_uint(flags))
+    _check(0 if fd >= 0 else -1, "open_tree", path)
+    return int(fd)
+
+
+def attach_tree(fd: int, target: str) -> None:
+    """move_mount(2): mount the detached tree ``fd`` (:func:`clone_tree`) at ``target``."""
+    result = _libc.syscall(
+        SYS_MOVE_MOUNT,
+        ctypes.c_int(fd),
+        b"",
+        ctypes.c_int(AT_FDCWD),
+        _b(target),
+        ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+    )
+    _check(0 if result == 0 else -1, "move_mount", target)
 
 
 def setns(fd: int, nstype: int) -> None:

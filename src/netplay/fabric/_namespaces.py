@@ -257,11 +257,7 @@ def _factory(
     linux.ordered_namespaces_cpu()
     linux.unshare(linux.CLONE_NEWNS)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
-    for point in reversed(_mount_points_under(hide)):
-        if point == keep:  # the hosts' fresh layers: their overlays need it here
-            continue
-        with contextlib.suppress(OSError):
-            linux.umount(point)
+    _hide(hide, keep)
     overlaid = {target for spec in specs for target, _upper, _work in spec.overlays}
     for source, target in template_mounts:
         if not _under(target, overlaid):
@@ -301,6 +297,37 @@ def _factory(
                 os.close(fd)
     while os.read(go, 1 << 16):  # keep the last ones open until all are pinned
         pass
+
+
+def _hide(hide: Sequence[str], keep: str) -> None:
+    """In the factory's mount namespace, unmount all that is mounted under the
+    directories ``hide`` (the playgrounds' first: their pins), but ``keep``
+    (the hosts' fresh layers: their overlays need it here).
+
+    The playgrounds' directory itself may be a mount of its own (a tmpfs on
+    /run/netplay where /run is a disk).  It stays, since the files the hosts
+    bind are in it; but mounts made under its path before it, on the
+    filesystem it covers (another playground's pins), cannot be reached by
+    their paths while it is there.  So it is copied with all mounted on it,
+    unmounted, those it covered are unmounted, and the copy is put back (as
+    root: rootless, the machine's mounts are locked, and what they cover
+    stays covered)."""
+    base = hide[0]
+    if base in _mount_points_under([base]):
+        with contextlib.suppress(OSError):
+            tree = linux.clone_tree(base)
+            try:
+                linux.umount(base)
+                for point in reversed(_mount_points_under(hide)):
+                    with contextlib.suppress(OSError):
+                        linux.umount(point)
+                linux.attach_tree(tree, base)
+            finally:
+                os.close(tree)
+    for point in reversed(_mount_points_under(hide)):
+        if point not in (base, keep):
+            with contextlib.suppress(OSError):
+                linux.umount(point)
 
 
 def _under(path: Path, places: AbstractSet[Path]) -> bool:
