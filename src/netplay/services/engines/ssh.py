@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes.util
 import logging
 import os
 import pwd
@@ -58,6 +59,7 @@ import re
 import signal
 import socket
 import stat
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -441,8 +443,7 @@ class SshEngine(Engine):
 
     def preload(self, contexts: Sequence[Context]) -> None:
         # a tenth of a second, which every server and health check would spend
-        import asyncssh  # noqa: F401
-
+        import_asyncssh()
         from netplay.services.engines import _ssh_session  # noqa: F401
 
         ensure_accounts(contexts)
@@ -476,6 +477,25 @@ class SshEngine(Engine):
                 failures.append(why)
         if failures:
             raise HealthError("; ".join(failures))
+
+
+def import_asyncssh() -> None:
+    """Import asyncssh, which looks for liboqs in the dynamic linker's cache only.
+
+    asyncssh looks for liboqs (post-quantum key exchanges) with
+    ``ctypes.util.find_library``, which, for a library the cache does not
+    know (Debian 12 has no liboqs), runs gcc and ld with an output file in
+    /tmp: 50 ms here, and a process killed meanwhile (a test of a crash
+    during ``up``) left the empty file behind.  Where ldconfig knows liboqs,
+    it is found as before."""
+    if "asyncssh" in sys.modules:
+        return
+    search = ctypes.util.find_library
+    ctypes.util.find_library = getattr(ctypes.util, "_findSoname_ldconfig", search)
+    try:
+        import asyncssh  # noqa: F401
+    finally:
+        ctypes.util.find_library = search
 
 
 def _handshake(address: str, port: int, expected: bytes, timeout: float) -> str:
