@@ -279,16 +279,22 @@ def test_up_on_a_fresh_machine() -> None:
         " && netplay down --purge --name fresh1"
         " && echo left: && ls -AR /run"
     )
+    done = _in_a_mount_namespace_of_its_own(script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.endswith("left:\n/run:\n"), done.stdout
+
+
+def _in_a_mount_namespace_of_its_own(script: str) -> subprocess.CompletedProcess[str]:
+    """Run the shell ``script`` (netplay on its PATH) in a private mount namespace,
+    where it may mount over /run without the machine seeing it."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(
+    return subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.endswith("left:\n/run:\n"), done.stdout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="/run is root's")
@@ -309,14 +315,7 @@ def test_a_runtime_directory_that_is_a_mount_of_its_own() -> None:
         " && netplay down --purge --name ownrun"
         " && echo left: && ls -A /run/netplay"
     )
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     with Playground.up("line:2", name="covered"):  # its pins: under the tmpfs
-        done = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-ec", script],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        done = _in_a_mount_namespace_of_its_own(script)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.endswith("left:\n"), done.stdout
