@@ -17,8 +17,12 @@ fresh process as ``netplay up`` is (its imports included): ``Playground.up``
 of the topology, timed until ready (every service has passed its health
 check), then ``down``; and the CPU time of ``up`` and ``down`` in every
 process of the playground (the runners and servers are reaped by ``down``,
-and their children by them).  Each version has a playground name of its
-own, removed with ``down --purge`` at the end.  Run as root:
+and their children by them).  Then, for a topology with services, what a
+user waits for at a shell: ``python -m netplay up --detach``, from the
+start of its process to its exit (Python's start, the imports of the
+command, and its exit included), followed by an unmeasured ``down``.  Each
+version has a playground name of its own, removed with ``down --purge`` at
+the end.  Run as root:
 
     python3 benchmarks/compare.py HEAD~1                 # the book, 7 runs each
     python3 benchmarks/compare.py main line:1000 --repeat 3
@@ -64,6 +68,27 @@ def measure(spec: str, name: str) -> dict[str, float]:
     ready = time.perf_counter() - start
     pg.down()
     return {"ready_s": ready, "cpu_s": cpu_s() - cpu}
+
+
+def command(src: Path, spec: str, name: str) -> float:
+    """One ``netplay up --detach`` of the version whose modules are in ``src``,
+    from the start of its process to its exit; then its ``down``."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    netplay = [sys.executable, "-m", "netplay"]
+    start = time.perf_counter()
+    done = subprocess.run(
+        [*netplay, "up", "--detach", "--name", name, spec],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    took = time.perf_counter() - start
+    subprocess.run([*netplay, "down", "--name", name], env=env, capture_output=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"compare.py: `netplay up` of {src.parent} failed: {last}")
+    return took
 
 
 def compiled(src: Path) -> Path:
@@ -128,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         print("compare.py: --repeat must be at least 1", file=sys.stderr)
         return 2
+    with_services = resolve(args.spec)[1]  # the command has no way to leave them out
     with worktree(args.base) as base:
         versions = {"base": compiled(base / "src"), "this": compiled(HERE.parent / "src")}
         names = {label: f"cmp{os.getpid()}{label}" for label in versions}
@@ -139,18 +165,22 @@ def main(argv: list[str] | None = None) -> int:
                 for label, src in versions.items():
                     time.sleep(SETTLE_S)
                     figures = run(src, args.spec, names[label])
+                    said = f"ready {figures['ready_s']:.3f} s, CPU {figures['cpu_s']:.3f} s"
+                    if with_services:
+                        time.sleep(SETTLE_S)
+                        figures["command_s"] = command(src, args.spec, names[label])
+                        said += f", the command {figures['command_s']:.3f} s"
                     runs[label].append(figures)
-                    print(
-                        f"run {i + 1}/{args.repeat} {label}: ready {figures['ready_s']:.3f} s, "
-                        f"CPU {figures['cpu_s']:.3f} s",
-                        flush=True,
-                    )
+                    print(f"run {i + 1}/{args.repeat} {label}: {said}", flush=True)
         finally:
             for label, src in versions.items():
                 remove(src, names[label])
     print(f"\n{args.spec}, medians of {args.repeat} (base: {args.base})")
     print(f"{'figure':<28} {'base':>9} {'this':>9} {'this/base':>10}")
-    for key, label in (("ready_s", "ready (certificates kept)"), ("cpu_s", "CPU of up and down")):
+    figures = [("ready_s", "ready (certificates kept)"), ("cpu_s", "CPU of up and down")]
+    if with_services:
+        figures.append(("command_s", "`netplay up`, start to exit"))
+    for key, label in figures:
         old = statistics.median(r[key] for r in runs["base"])
         new = statistics.median(r[key] for r in runs["this"])
         print(f"{label:<28} {old:>7.3f} s {new:>7.3f} s {new / old:>9.2f}x")

@@ -2,6 +2,6 @@
 
 import sys
 
-from netplay.cli import main
+from netplay.cli import command
 
-sys.exit(main())
+sys.exit(command())

@@ -1,6 +1,6 @@
 """The ``netplay`` command line."""
 
 from netplay.cli._format import format_list, format_status
-from netplay.cli._main import main
+from netplay.cli._main import command, main
 
-__all__ = ["format_list", "format_status", "main"]
+__all__ = ["command", "format_list", "format_status", "main"]

@@ -6,13 +6,14 @@ An engine module (one per kind or per implementation, in
     register("echo", "builtin", EchoEngine())
 
 and nothing else has to know it exists.  :func:`registered` imports every
-module of :mod:`netplay.services.engines`, and every module named by a
-``netplay.engines`` entry point (how a separate package adds a kind), once,
-on first use.  An engine module must be cheap to import: it imports the
-library that does the work (granian, aiosmtpd, ...) in the functions that
-start and check its server.  A kind's default engine (for a declaration
-that names none) is the one registered with ``default=True``, else the
-first registered.
+module of :mod:`netplay.services.engines` (not its private ones, such as
+``_telnet_session``: the engine that uses one imports it when its server
+starts), and every module named by a ``netplay.engines`` entry point (how
+a separate package adds a kind), once, on first use.  An engine module
+must be cheap to import: it imports the library that does the work
+(granian, aiosmtpd, ...) in the functions that start and check its server.
+A kind's default engine (for a declaration that names none) is the one
+registered with ``default=True``, else the first registered.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def registered() -> dict[str, dict[str, Engine]]:
     global _loaded
     if not _loaded:
         builtin = importlib.import_module("netplay.services.engines")
-        for module in pkgutil.iter_modules(builtin.__path__, f"{builtin.__name__}."):
-            importlib.import_module(module.name)
+        for module in pkgutil.iter_modules(builtin.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{builtin.__name__}.{module.name}")
         for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
             try:
                 entry.load()
