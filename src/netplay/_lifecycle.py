@@ -42,6 +42,18 @@ def begin(paths: Paths, topology: Topology, source: Source, tag: str | None) -> 
         fabric.nft_path()
     topologies.dns_zones(topology)  # its records, checked
     services.contexts(topology, pki.Store(paths.data), paths.service_data)
+    try:
+        return _claim(paths, topology, source, tag)
+    except BaseException:
+        # The playgrounds' directory, which claim made if it was missing, goes as
+        # `down` of the last playground removes it: only if empty, so never while
+        # a playground (one running under this name, say) is in it.
+        with contextlib.suppress(OSError):
+            paths.base.rmdir()
+        raise
+
+
+def _claim(paths: Paths, topology: Topology, source: Source, tag: str | None) -> State:
     with fabric.claim(paths):
         clear_crashed(paths)
         _forget_failed_up(paths, keep_base=True)
