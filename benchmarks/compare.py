@@ -70,10 +70,21 @@ def measure(spec: str, name: str) -> dict[str, float]:
     return {"ready_s": ready, "cpu_s": cpu_s() - cpu}
 
 
+def version(src: Path) -> dict[str, str]:
+    """The environment of a process that runs the version whose modules are in ``src``."""
+    return {**os.environ, "PYTHONPATH": str(src)}
+
+
+def failed(src: Path, what: str, done: subprocess.CompletedProcess[str]) -> SystemExit:
+    """The exit of this script when ``what`` of one version failed: its last word."""
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    return SystemExit(f"compare.py: {what} of {src.parent} failed: {last}")
+
+
 def command(src: Path, spec: str, name: str) -> float:
     """One ``netplay up --detach`` of the version whose modules are in ``src``,
     from the start of its process to its exit; then its ``down``."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
+    env = version(src)
     netplay = [sys.executable, "-m", "netplay"]
     start = time.perf_counter()
     done = subprocess.run(
@@ -86,8 +97,7 @@ def command(src: Path, spec: str, name: str) -> float:
     took = time.perf_counter() - start
     subprocess.run([*netplay, "down", "--name", name], env=env, capture_output=True, check=False)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SystemExit(f"compare.py: `netplay up` of {src.parent} failed: {last}")
+        raise failed(src, "`netplay up`", done)
     return took
 
 
@@ -99,17 +109,15 @@ def compiled(src: Path) -> Path:
 
 def run(src: Path, spec: str, name: str) -> dict[str, float]:
     """One run of the version whose modules are in ``src``, in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run(
         [sys.executable, __file__, "--one", spec, name],
-        env=env,
+        env=version(src),
         capture_output=True,
         text=True,
         check=False,
     )
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-        raise SystemExit(f"compare.py: a run of {src.parent} failed: {last}")
+        raise failed(src, "a run", done)
     result: dict[str, float] = json.loads(done.stdout)
     return result
 
@@ -131,8 +139,7 @@ def worktree(commit: str) -> Iterator[Path]:
 def remove(src: Path, name: str) -> None:
     """``down --purge`` of one version's playground, by that version."""
     code = f"from netplay import Playground; Playground.remove({name!r}, purge=True)"
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    subprocess.run([sys.executable, "-c", code], env=env, check=False)
+    subprocess.run([sys.executable, "-c", code], env=version(src), check=False)
 
 
 def main(argv: list[str] | None = None) -> int:
