@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,11 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from _net import run_json
+from _sshserver import asyncssh_server
 from netplay import Playground, ServiceState
 from netplay.pki import Store
 from netplay.services import Context, HealthError, registered
@@ -219,32 +220,34 @@ def test_each_difference_is_one() -> None:
         assert builtin != openssh, what
 
 
-def test_the_health_check_forks_its_key_exchange_once_the_port_listens(
+def test_the_health_check_wants_the_kept_host_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before a listener is there (the kernel says so: here, in the test's own
-    network), a forked key exchange could only be refused, so none is forked."""
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """A key exchange with a real server (asyncssh's, on loopback): healthy with the
+    host key the service keeps, not with another, nor with nothing listening."""
     topology = loads(
-        f'[hosts.server]\nservices = [{{ kind = "ssh", ports = [{port}] }}]\n'
+        '[hosts.server]\nservices = [{ kind = "ssh", ports = [22] }]\n'
         '[lans.lan]\nhosts = { server = ["10.9.0.1/24"] }\n'
     )
     ctx = Context(topology, "server", topology.hosts[0].services[0], Store(tmp_path), tmp_path)
+    monkeypatch.setattr(Context, "address", property(lambda self: "127.0.0.1"))
     builtin_ssh.public_host_key(ctx).parent.mkdir()
     builtin_ssh.public_host_key(ctx).write_text(PUBLIC_KEY)
-    forked: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(builtin_ssh, "_in_child", lambda *args: forked.append(args) or "")
     engine = registered()["ssh"]["builtin"]
-    with pytest.raises(HealthError, match=f"port {port}: nothing listens on it yet"):
-        engine.health(ctx, 1.0)
-    assert forked == []
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", port))
-        listener.listen()
-        engine.health(ctx, 1.0)
-    assert [args[2] for args in forked] == [port]
+    kept, other = (
+        asyncssh.import_private_key(PRIVATE_KEY),
+        asyncssh.generate_private_key("ssh-ed25519"),
+    )
+    for key, error in ((kept, None), (other, "another host key than the kept one")):
+        with asyncssh_server(key) as port:
+            monkeypatch.setattr(engine, "ports", lambda ctx, port=port: [port])
+            if error is None:
+                engine.health(ctx, 5.0)
+            else:
+                with pytest.raises(HealthError, match=f"port {port} presented {error}"):
+                    engine.health(ctx, 5.0)
+    with pytest.raises(HealthError, match=f"port {port}: .*refused"):
+        engine.health(ctx, 5.0)
 
 
 def _logged(setup: Setup, text: str, ident: str = IDENT) -> bool:

@@ -45,12 +45,14 @@ The cores: :mod:`~netplay.protocols.framing` (length-prefixed, delimited,
 fixed-size, chunked and struct-header messages), :mod:`~netplay.protocols.zen`,
 :mod:`~netplay.protocols.dns`, :mod:`~netplay.protocols.pop3` (a command
 protocol's server: it answers what it can itself, in ``data_to_send()``,
-and gives the driver events only for what needs the world outside) and
-:mod:`~netplay.protocols.imap` (IMAP's command grammar).
+and gives the driver events only for what needs the world outside),
+:mod:`~netplay.protocols.imap` (IMAP's command grammar) and
+:mod:`~netplay.protocols.ssh_hostkey` (SSH's key exchange, from the client's
+side, up to the host key the server proves it holds).
 Importing this package is cheap and needs nothing beyond
 :mod:`netplay.errors`; each core is a submodule imported explicitly (the
-DNS one needs dnspython).  The teaching programs import the toolkit, never
-the other way round.
+DNS one needs dnspython, the SSH one cryptography).  The teaching programs
+import the toolkit, never the other way round.
 """
 
 from netplay.errors import LocalProtocolError, ProtocolError, RemoteProtocolError

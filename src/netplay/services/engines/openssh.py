@@ -41,7 +41,13 @@ from pathlib import Path
 from netplay.services._base import Context, Start
 from netplay.services._registry import register
 from netplay.services.engines._daemons import needs_root
-from netplay.services.engines.ssh import KEYS_DIR, SshEngine, host_keys, import_asyncssh
+from netplay.services.engines.ssh import (
+    KEYS_DIR,
+    SshEngine,
+    host_keys,
+    import_asyncssh,
+    warm_key_exchange,
+)
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = "/run/sshd"  # sshd's chroot for the unprivileged part of a login
@@ -92,7 +98,8 @@ class OpenSshEngine(SshEngine):
         return needs_root("openssh", "sshd", instead="builtin")
 
     def preload(self, contexts: Sequence[Context]) -> None:
-        import_asyncssh()  # the host keys, and the health check's key exchange
+        import_asyncssh()  # the host keys
+        warm_key_exchange()  # the health check's
 
     def config(self, ctx: Context, keys: Sequence[Path]) -> str:
         settings = self.settings(ctx)
