@@ -116,8 +116,10 @@ ETC = Path("/etc")
 
 #: a bind mount: (what, over which path); read-only
 Mount = tuple[Path, Path]
-#: an overlay over a directory of the machine: (the directory, upper layer, its work directory)
-Overlay = tuple[Path, Path, Path]
+#: an overlay over a directory of the machine: (the directory, its upper layer, its work
+#: directory); the layers as strings, made for every host of a large playground (14 Paths
+#: a host were a second of line:10000's up) and made Paths only for a host being entered
+Overlay = tuple[Path, str, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -359,7 +361,7 @@ class _View:
         return json.dumps(
             {
                 "key": self.key,
-                "overlays": [list(map(str, layer)) for layer in self.overlays],
+                "overlays": [[str(target), upper, work] for target, upper, work in self.overlays],
                 "binds": [list(map(str, bind)) for bind in self.binds],
                 "covered": list(map(str, self.privacy.covered)),
                 "kept": [[str(path), writable] for path, writable in self.privacy.kept],
@@ -372,7 +374,7 @@ class _View:
         raw = json.loads(text)
         return cls(
             key=raw["key"],
-            overlays=tuple((Path(t), Path(u), Path(w)) for t, u, w in raw["overlays"]),
+            overlays=tuple((Path(target), upper, work) for target, upper, work in raw["overlays"]),
             binds=tuple((Path(s), Path(t)) for s, t in raw["binds"]),
             privacy=Privacy(
                 covered=tuple(map(Path, raw["covered"])),
@@ -419,14 +421,15 @@ def _make_view(view: _View) -> set[Path]:
         opened.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
         return opened[-1]
 
-    for target, upper, work in view.overlays:
+    overlays = [(target, Path(upper), Path(work)) for target, upper, work in view.overlays]
+    for target, upper, work in overlays:
         _make_layer(target, upper, work, view.rootless)
         if target == ETC:
             _name(upper / "hostname", view.key)
     try:
         layers = [
             (target, upper, open_path(target), open_path(upper), open_path(work))
-            for target, upper, work in view.overlays
+            for target, upper, work in overlays
             if target.is_dir()
         ]
         sources = [(open_path(source), target) for source, target in view.binds]

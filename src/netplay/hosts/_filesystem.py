@@ -48,15 +48,17 @@ def upper(data: Path, host: str, directory: str) -> Path:
 def prepare(paths: Paths, hosts: Iterable[str]) -> dict[str, tuple[Overlay, ...]]:
     """Each host's overlays: what they cover, their upper layers and their work
     directories (see the module's docstring)."""
-    fresh = fresh_layers(paths)
+    layers = [
+        (Path(directory), directory.lstrip("/"), directory in FRESH)
+        for directory in (*KEPT, *FRESH)
+    ]
+    fresh, own = fresh_layers(paths), paths.data / HOSTS_DATA
     overlays = {}
     for host in hosts:
-        own = filesystem(paths.data, host)
         made = []
-        for directory in (*KEPT, *FRESH):
-            name = directory.lstrip("/")
-            top = fresh / host if directory in FRESH else own
-            made.append((Path(directory), top / name, top / WORK / name))
+        for target, name, forgotten in layers:
+            top = f"{fresh if forgotten else own}/{host}"
+            made.append((target, f"{top}/{name}", f"{top}/{WORK}/{name}"))
         overlays[host] = tuple(made)
     return overlays
 
