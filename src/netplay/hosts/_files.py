@@ -49,6 +49,8 @@ NO_SOCKET = "no-socket"
 #: the machine's network namespace is pid 1's; our own where /proc hides it
 MACHINE_UNIX_SOCKETS = (Path("/proc/1/net/unix"), Path("/proc/self/net/unix"))
 MACHINE_GAI_CONF = Path("/etc/gai.conf")
+MACHINE_HOSTS = Path("/etc/hosts")
+MACHINE_RESOLV_CONF = Path("/etc/resolv.conf")
 
 # RFC 6724, section 2.1: the default policy table (prefix, precedence, label)
 POLICY = (
@@ -94,7 +96,7 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         if with_dns:
             hosts_file = etc / f"hosts.{host.name}"
             hosts_file.write_text(topology.etc_hosts_of(host.name))
-        mounts[host.name] = ((hosts_file, Path("/etc/hosts")), (resolv, Path("/etc/resolv.conf")))
+        mounts[host.name] = ((hosts_file, MACHINE_HOSTS), (resolv, MACHINE_RESOLV_CONF))
         kept = [(path, False) for path in store.seen_by(host.name)]
         if host.services:  # what they keep (Context.data); a host without has none
             own_data = paths.service_data / host.name
@@ -113,7 +115,7 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         template += [(cover, socket) for socket in sockets]
     overlays = filesystem.prepare(paths, [host.name for host in topology.hosts])
     hashes = Hashes()
-    for host in topology.hosts:
+    for host in topology.hosts if topology.users else ():
         own = filesystem.filesystem(paths.data, host.name)
         add_users(own, topology.users, hashes, own_ids=fabric.many_users())
     return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy, overlays=overlays)
