@@ -534,8 +534,10 @@ def create(
     before they are pinned."""
     _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
-    for spec in specs:
-        for pin in pins_of(paths, spec):
+    # once (30,000 in line:10000), and as the strings the syscalls take
+    pinned = [[str(pin) for pin in pins_of(paths, spec)] for spec in specs]
+    for pins in pinned:
+        for pin in pins:
             os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
@@ -567,7 +569,7 @@ def create(
             open(ready_r, "rb", closefd=False) as reports,
             progress.steps("making namespaces", len(specs)) as step,
         ):
-            for spec in specs:
+            for spec, pins in zip(specs, pinned, strict=True):
                 answer = reports.readline().decode(errors="replace").split()
                 while answer[:1] == ["w"]:
                     log.warning(
@@ -582,11 +584,11 @@ def create(
                 if spec.later:  # before its pins: enter_host finds a host by them
                     later = views.of(spec)
                     paths.view(spec.key).write_text(later.dumps())
-                for fd, pin in zip(answer[1:], pins_of(paths, spec), strict=True):
-                    linux.mount(f"/proc/{pid}/fd/{fd}", str(pin), None, linux.MS_BIND)
+                for fd, pin in zip(answer[1:], pins, strict=True):
+                    linux.mount(f"/proc/{pid}/fd/{fd}", pin, None, linux.MS_BIND)
                 link = paths.netns_link(spec.key)
                 if link is not None:
-                    links.append(linking.submit(_link, link, paths.net_pin(spec.key)))
+                    links.append(linking.submit(_link, link, pins[0]))
                 os.write(go_w, b"g")
                 step()
     finally:
@@ -598,7 +600,7 @@ def create(
         made.result()  # the first failure, if any
 
 
-def _link(link: Path, pin: Path) -> None:
+def _link(link: Path, pin: str) -> None:
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(pin)
 
