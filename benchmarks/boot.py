@@ -70,7 +70,33 @@ TARGETS = {  # (topology, figure): the most the issues allow
 MAX_MIB_PER_HOST = 2.0
 MAX_GROWTH = 1.5  # time per host, the largest of a generator against its smallest
 BATCH_LINES = 2000
-SETTLE_S = 1.0  # let the kernel finish deferred work (freeing namespaces) before a figure
+SETTLE_S = 1.0  # the least wait before a figure, for the kernel's deferred work
+QUIET = 0.1  # the machine is settled once its CPUs are at most this busy ...
+QUIET_WINDOW_S = 0.5  # ... over this long
+SETTLE_MAX_S = 120.0
+
+
+def cpu_times() -> tuple[int, int]:
+    """All CPUs' time since boot, and the part of it idle (in clock ticks)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # idle and iowait
+
+
+def settle() -> None:
+    """Wait for the kernel's deferred work to end before the next figure: at
+    least SETTLE_S, then until the CPUs are quiet.  The kernel frees the
+    namespaces of a ``down`` (or of ``ip netns del``) in a work queue after
+    it has returned, holding the locks an ``up`` needs: 3 s after line:3000,
+    6 s after line:10000, which the next ``up`` was timed through."""
+    time.sleep(SETTLE_S)
+    deadline = time.monotonic() + SETTLE_MAX_S
+    while time.monotonic() < deadline:
+        total, idle = cpu_times()
+        time.sleep(QUIET_WINDOW_S)
+        total2, idle2 = cpu_times()
+        if total2 > total and 1 - (idle2 - idle) / (total2 - total) <= QUIET:
+            return
 
 
 def mem_available_kib() -> int:
@@ -120,7 +146,7 @@ def measure_sshd() -> dict[str, float]:
     name = f"bench{os.getpid()}"
     try:
         with Playground.up(loads(SSHD_ONLY), name=name) as pg:
-            time.sleep(SETTLE_S)
+            settle()
             memory = ssh_pss_mib(pg)
     finally:
         Playground.remove(name, purge=True)
@@ -134,18 +160,18 @@ def measure_netplay(spec: str) -> dict[str, float]:
     name = f"bench{os.getpid()}"
     ssh = None
     try:
-        time.sleep(SETTLE_S)
+        settle()
         before = mem_available_kib()
         start = time.perf_counter()
         pg = Playground.up(spec, name=name, services=services)
         ready = time.perf_counter() - start
-        time.sleep(SETTLE_S)
+        settle()
         held = before - mem_available_kib()
         ssh = ssh_pss_mib(pg)
         start = time.perf_counter()
         pg.down()
         down = time.perf_counter() - start
-        time.sleep(SETTLE_S)
+        settle()
         start = time.perf_counter()
         pg = Playground.up(spec, name=name, services=services)
         again = time.perf_counter() - start
@@ -242,7 +268,7 @@ def measure_floor(spec: str) -> dict[str, float]:
     prefix = f"npfloor{os.getpid()}-"
     main, inside = floor_commands(topology, prefix)
     names = [line.split()[2] for line in main if line.startswith("netns add")]
-    time.sleep(SETTLE_S)
+    settle()
     before = mem_available_kib()
     start = time.perf_counter()
     try:
@@ -250,7 +276,7 @@ def measure_floor(spec: str) -> dict[str, float]:
         for key, lines in inside.items():
             _batch(lines, _ns(prefix, key))
         ready = time.perf_counter() - start
-        time.sleep(SETTLE_S)
+        settle()
         held = before - mem_available_kib()
     finally:
         start = time.perf_counter()

@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from boot import SETTLE_S, resolve
+from boot import resolve, settle
 
 HERE = Path(__file__).resolve().parent
 
@@ -170,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
                 run(src, args.spec, names[label])  # the CA and certificates, not measured
             for i in range(args.repeat):
                 for label, src in versions.items():
-                    time.sleep(SETTLE_S)
+                    settle()
                     figures = run(src, args.spec, names[label])
                     said = f"ready {figures['ready_s']:.3f} s, CPU {figures['cpu_s']:.3f} s"
                     if with_services:
-                        time.sleep(SETTLE_S)
+                        settle()
                         figures["command_s"] = command(src, args.spec, names[label])
                         said += f", the command {figures['command_s']:.3f} s"
                     runs[label].append(figures)
