@@ -33,4 +33,5 @@ def asyncssh_server(key: asyncssh.SSHKey) -> Iterator[int]:
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-        loop.close()
+        if not thread.is_alive():  # a loop still running cannot be closed
+            loop.close()

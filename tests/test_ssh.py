@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -246,8 +247,12 @@ def test_the_health_check_wants_the_kept_host_key(
             else:
                 with pytest.raises(HealthError, match=f"port {port} presented {error}"):
                     engine.health(ctx, 5.0)
-    with pytest.raises(HealthError, match=f"port {port}: .*refused"):
-        engine.health(ctx, 5.0)
+    with socket.socket() as bound:  # a port that refuses: bound, never listening
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        monkeypatch.setattr(engine, "ports", lambda ctx: [port])
+        with pytest.raises(HealthError, match=f"port {port}: .*refused"):
+            engine.health(ctx, 5.0)
 
 
 def _logged(setup: Setup, text: str, ident: str = IDENT) -> bool:

@@ -13,14 +13,18 @@ not), and what the ssh kind's health check asks::
         out(client.data_to_send())            # our version line, KEXINIT, then our key share
         client.receive_data(read())
     out(client.data_to_send())                # a DISCONNECT: nothing more to say
-    event.blob                                # the host key, as known_hosts encodes it
+    event.blob                                # the host key, as a .pub line encodes it
 
 Limits: the server may send at most MAX_PREAMBLE bytes of lines before
 its version line (RFC 4253 4.2 allows such lines), a version line of at
-most 255 bytes, and packets of at most MAX_PACKET bytes (the size RFC 4253
-6.1 requires every implementation to take).  Whatever breaks the protocol,
-a DISCONNECT from the server, an algorithm it lacks or a signature that
-does not verify is a :class:`RemoteProtocolError` saying which.
+most 255 bytes, packets of at most MAX_PACKET bytes (the size RFC 4253
+6.1 requires every implementation to take) and MAX_RECEIVED bytes in all
+before its reply (IGNORE and DEBUG messages are skipped, not without
+end).  A host key of small order, which anyone can "prove", is refused.
+Whatever breaks the protocol, a DISCONNECT from the server, an algorithm
+it lacks or a signature that does not verify is a
+:class:`RemoteProtocolError` saying which (with at most SAID bytes of
+what the server wrote).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import enum
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +48,8 @@ VERSION = b"SSH-2.0-netplay_hostkey"
 MAX_VERSION = 255  # the version line with its CR LF (RFC 4253 4.2)
 MAX_PREAMBLE = 8192  # bytes of other lines before it
 MAX_PACKET = 35000  # RFC 4253 6.1
+MAX_RECEIVED = 1 << 16  # bytes from the server before its reply, all told
+SAID = 200  # bytes of the server's own words quoted in an error
 
 MSG_DISCONNECT, MSG_IGNORE, MSG_UNIMPLEMENTED, MSG_DEBUG = 1, 2, 3, 4
 MSG_KEXINIT = 20
@@ -55,12 +62,26 @@ HOST_KEY = b"ssh-ed25519"
 # finds none of ours in its lists ends the exchange: what OpenSSH and asyncssh offer
 CIPHERS = b"chacha20-poly1305@openssh.com,aes128-ctr,aes256-ctr,aes128-gcm@openssh.com"
 MACS = b"hmac-sha2-256-etm@openssh.com,hmac-sha2-256,hmac-sha2-512,hmac-sha1"
+#: the Ed25519 public keys of small order (libsodium's list, the sign bit
+#: cleared): a signature that verifies with one of them proves nothing
+SMALL_ORDER = frozenset(
+    bytes.fromhex(key)
+    for key in (
+        "00" * 32,
+        "01" + "00" * 31,
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ec" + "ff" * 30 + "7f",  # p - 1
+        "ed" + "ff" * 30 + "7f",  # p, which is 0
+        "ee" + "ff" * 30 + "7f",  # p + 1, which is 1
+    )
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostKey:
     """The host key the server proved it holds: its algorithm and its public key
-    blob (what the second field of a known_hosts or ``.pub`` line encodes)."""
+    blob (the second field of a ``.pub`` line, the third of a known_hosts line)."""
 
     algorithm: bytes
     blob: bytes
@@ -94,8 +115,12 @@ def packet(payload: bytes) -> bytes:
     return struct.pack(">IB", len(payload) + padding + 1, padding) + payload + os.urandom(padding)
 
 
+def _quoted(said: bytes) -> str:
+    return repr(said[:SAID])
+
+
 class Reader:
-    """The fields of one message, in order; a short one is the server's fault."""
+    """The fields of one message, in order; a short or a long one is the server's fault."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -121,6 +146,10 @@ class Reader:
     def names(self) -> list[bytes]:
         return self.string().split(b",")
 
+    def end(self) -> None:
+        if self.at != len(self.data):
+            raise RemoteProtocolError("the server sent a message with bytes after its end")
+
 
 class HostKeyClient:
     """One connection's key exchange, up to the server's verified host key."""
@@ -136,12 +165,19 @@ class HostKeyClient:
         self._server_version = b""
         self._server_kexinit = b""
         self._preamble = 0  # bytes of the lines before the version line
+        self._received = 0
         self._ended = False
+        #: (state, message) -> what to do with it; what the table lacks is an error
+        self._handlers: dict[tuple[State, int], Callable[[bytes], HostKey | None]] = {
+            (State.KEXINIT, MSG_KEXINIT): self._kexinit_received,
+            (State.REPLY, MSG_KEX_ECDH_REPLY): self._reply,
+        }
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the server; ``b""`` when it closed the connection."""
         if not data:
             self._ended = True
+        self._received += len(data)
         self._in += data
 
     def data_to_send(self) -> bytes:
@@ -162,19 +198,19 @@ class HostKeyClient:
             kind = payload[0]
             if kind == MSG_DISCONNECT:
                 reader = Reader(payload[1:])
-                code = reader.uint32()
-                said = reader.string().decode("utf-8", "replace")
-                raise RemoteProtocolError(f"the server disconnected (reason {code}): {said}")
-            if kind in (MSG_IGNORE, MSG_UNIMPLEMENTED, MSG_DEBUG):
+                code, said = reader.uint32(), reader.string()
+                raise RemoteProtocolError(
+                    f"the server disconnected (reason {code}): {_quoted(said)}"
+                )
+            if kind in (MSG_IGNORE, MSG_DEBUG):
                 continue
-            if self._state is State.KEXINIT and kind == MSG_KEXINIT:
-                self._kexinit_received(payload)
-            elif self._state is State.REPLY and kind == MSG_KEX_ECDH_REPLY:
-                return self._reply(payload)
-            else:
+            handler = self._handlers.get((self._state, kind))
+            if handler is None:
                 raise RemoteProtocolError(
                     f"the server sent message {kind}, not {self._state.value}"
                 )
+            if (key := handler(payload)) is not None:
+                return key
         raise LocalProtocolError("the key exchange is over: its host key was given")
 
     # -- what the server sends -------------------------------------------
@@ -183,6 +219,10 @@ class HostKeyClient:
         if self._ended:
             raise RemoteProtocolError(
                 f"the server closed the connection before {self._state.value}"
+            )
+        if self._received > MAX_RECEIVED:
+            raise RemoteProtocolError(
+                f"the server sent {self._received} bytes without {self._state.value}"
             )
         return NEED_DATA
 
@@ -194,14 +234,17 @@ class HostKeyClient:
             if line.startswith(b"SSH-"):
                 if len(line) > MAX_VERSION:
                     raise RemoteProtocolError("the server's version line is too long")
-                self._server_version = line.rstrip(b"\r\n")
+                self._server_version = line.removesuffix(b"\n").removesuffix(b"\r")
                 if not self._server_version.startswith((b"SSH-2.0-", b"SSH-1.99-")):
                     raise RemoteProtocolError(
-                        f"the server speaks another protocol version: {self._server_version!r}"
+                        "the server speaks another protocol version: "
+                        + _quoted(self._server_version)
                     )
                 self._state = State.KEXINIT
                 return True
             self._preamble += len(line)
+        if self._in.startswith(b"SSH-") and len(self._in) > MAX_VERSION:
+            raise RemoteProtocolError("the server's version line is too long")
         if self._preamble + len(self._in) > MAX_PREAMBLE:
             raise RemoteProtocolError("the server sent no SSH version line")
         return False
@@ -222,14 +265,17 @@ class HostKeyClient:
     def _kexinit_received(self, payload: bytes) -> None:
         reader = Reader(payload[1:])
         reader.take(16)  # the cookie
-        kex, host_keys = reader.names(), reader.names()
+        kex, host_keys, *_others = (reader.names() for _ in range(10))
+        reader.byte()  # first_kex_packet_follows: a server never guesses in ECDH
+        reader.uint32()  # reserved
+        reader.end()
         if not any(name in kex for name in KEX):
             raise RemoteProtocolError(
-                f"the server offers no curve25519-sha256 key exchange: {kex!r}"
+                f"the server offers no curve25519-sha256 key exchange: {_quoted(b','.join(kex))}"
             )
         if HOST_KEY not in host_keys:
             raise RemoteProtocolError(
-                f"the server has no {HOST_KEY.decode()} host key: {host_keys!r}"
+                f"the server has no {HOST_KEY.decode()} host key: {_quoted(b','.join(host_keys))}"
             )
         self._server_kexinit = payload
         self._out += packet(bytes([MSG_KEX_ECDH_INIT]) + string(self._share))
@@ -238,12 +284,19 @@ class HostKeyClient:
     def _reply(self, payload: bytes) -> HostKey:
         reader = Reader(payload[1:])
         host_key, share, signature = reader.string(), reader.string(), reader.string()
+        reader.end()
         key_reader, signature_reader = Reader(host_key), Reader(signature)
         if key_reader.string() != HOST_KEY or signature_reader.string() != HOST_KEY:
             raise RemoteProtocolError("the server's reply is not signed with an ssh-ed25519 key")
         public, signed = key_reader.string(), signature_reader.string()
-        if len(share) != 32 or len(public) != 32:
-            raise RemoteProtocolError("the server's key share or host key has the wrong size")
+        key_reader.end()
+        signature_reader.end()
+        if len(share) != 32 or len(public) != 32 or len(signed) != 64:
+            raise RemoteProtocolError(
+                "the server's key share, host key or signature has the wrong size"
+            )
+        if public[:31] + bytes([public[31] & 0x7F]) in SMALL_ORDER:
+            raise RemoteProtocolError("the server's host key is of small order: it proves nothing")
         try:
             secret = self._ephemeral.exchange(X25519PublicKey.from_public_bytes(share))
         except ValueError:  # a share of small order: the secret would be zero
@@ -260,7 +313,7 @@ class HostKeyClient:
         ).digest()
         try:
             Ed25519PublicKey.from_public_bytes(public).verify(signed, exchange_hash)
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):
             raise RemoteProtocolError(
                 "the server's signature does not verify with the host key it sent"
             ) from None

@@ -469,15 +469,15 @@ class SshEngine(Engine):
         blocking, in the runner, 3 ms and no event loop.  (asyncssh's client took
         28 ms of CPU a check in a forked child, and doubled each SSH runner's PSS
         when run in the runner.)"""
-        kept = public_host_key(ctx).read_text().split()  # none yet: OSError, asked again
+        kept = public_host_key(ctx).read_bytes().split()  # none yet: OSError, asked again
         failures = []
         for port in self.ports(ctx):
             try:
                 key = host_key_of(ctx.address, port, timeout)
             except (OSError, ProtocolError) as exc:
-                failures.append(f"port {port}: {exc or type(exc).__name__}")
+                failures.append(f"port {port}: {str(exc) or type(exc).__name__}")
                 continue
-            if kept[1:2] != [base64.b64encode(key.blob).decode()]:
+            if kept[1:2] != [base64.b64encode(key.blob)]:
                 failures.append(f"port {port} presented another host key than the kept one")
         if failures:
             raise HealthError("; ".join(failures))
@@ -521,18 +521,28 @@ def import_asyncssh() -> None:
 
 def host_key_of(address: str, port: int, timeout: float) -> HostKey:
     """The Ed25519 host key the SSH server on ``port`` proves it holds, within
-    ``timeout`` seconds in all."""
+    ``timeout`` seconds in all (TimeoutError once they are over, however
+    the server trickles its bytes)."""
     from netplay.protocols import NEED_DATA
     from netplay.protocols.ssh_hostkey import HostKeyClient
 
     client = HostKeyClient()
     deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no host key within {timeout:g} s")
+        return remaining
+
     with socket.create_connection((address, port), timeout=timeout) as sock:
         while (event := client.next_event()) is NEED_DATA:
+            sock.settimeout(left())
             sock.sendall(client.data_to_send())
-            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.settimeout(left())
             client.receive_data(sock.recv(65536))
-        sock.sendall(client.data_to_send())  # the DISCONNECT
+        with contextlib.suppress(OSError):  # the key is proved: a server gone already is fine
+            sock.sendall(client.data_to_send())  # the DISCONNECT
     return event
 
 
