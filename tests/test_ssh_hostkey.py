@@ -137,6 +137,13 @@ def _string(data: bytes) -> bytes:  # written out again: the encodings are what 
     return struct.pack(">I", len(data)) + data
 
 
+def _ecdh_reply(
+    key: bytes, share: bytes, signature: bytes = _string(b"ssh-ed25519") + _string(bytes(64))
+) -> bytes:
+    """An SSH_MSG_KEX_ECDH_REPLY payload: the host key, the key share, the signature."""
+    return b"\x1f" + _string(key) + _string(share) + _string(signature)
+
+
 def _packet(payload: bytes) -> bytes:
     padding = 4 + (-(len(payload) + 9)) % 8
     return struct.pack(">IB", len(payload) + padding + 1, padding) + payload + bytes(padding)
@@ -214,7 +221,7 @@ class Server:
         if tamper:
             signed = bytes([signed[0] ^ 1]) + signed[1:]
         signature = _string(b"ssh-ed25519") + _string(signed) + self.extra
-        return _packet(b"\x1f" + _string(self.blob) + _string(share) + _string(signature))
+        return _packet(_ecdh_reply(self.blob, share, signature))
 
 
 def exchange(server: Server, *, chunk: int | None = None, tamper: bool = False) -> HostKey:
@@ -366,38 +373,18 @@ SMALL_ORDER_KEY = _string(b"ssh-ed25519") + _string(bytes.fromhex("01" + "00" * 
         ),
         (
             _replying(
-                b"\x1f"
-                + _string(_string(b"ssh-rsa") + _string(bytes(32)))
-                + _string(bytes(32))
-                + _string(_string(b"ssh-rsa") + _string(bytes(64)))
+                _ecdh_reply(
+                    _string(b"ssh-rsa") + _string(bytes(32)),
+                    bytes(32),
+                    _string(b"ssh-rsa") + _string(bytes(64)),
+                )
             ),
             "not signed with an ssh-ed25519 key",
         ),
+        (_replying(_ecdh_reply(SMALL_ORDER_KEY, bytes(31))), "wrong size"),
+        (_replying(_ecdh_reply(SMALL_ORDER_KEY, bytes(range(32)))), "small order"),
         (
-            _replying(
-                b"\x1f"
-                + _string(SMALL_ORDER_KEY)
-                + _string(bytes(31))
-                + _string(_string(b"ssh-ed25519") + _string(bytes(64)))
-            ),
-            "wrong size",
-        ),
-        (
-            _replying(
-                b"\x1f"
-                + _string(SMALL_ORDER_KEY)
-                + _string(bytes(range(32)))
-                + _string(_string(b"ssh-ed25519") + _string(bytes(64)))
-            ),
-            "small order",
-        ),
-        (
-            _replying(
-                b"\x1f"
-                + _string(SMALL_ORDER_KEY + b"junk")
-                + _string(bytes(32))
-                + _string(_string(b"ssh-ed25519") + _string(bytes(64)))
-            ),
+            _replying(_ecdh_reply(SMALL_ORDER_KEY + b"junk", bytes(32))),
             "bytes after its end",
         ),
     ],
@@ -449,10 +436,7 @@ def test_a_key_share_of_small_order_is_refused() -> None:
     client = HostKeyClient()
     client.receive_data(server.greeting())
     assert client.next_event() is NEED_DATA
-    signature = _string(b"ssh-ed25519") + _string(bytes(64))
-    client.receive_data(
-        _packet(b"\x1f" + _string(server.blob) + _string(bytes(32)) + _string(signature))
-    )
+    client.receive_data(_packet(_ecdh_reply(server.blob, bytes(32))))
     with pytest.raises(RemoteProtocolError, match="not a usable point"):
         client.next_event()
 
