@@ -61,6 +61,10 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
 for i in range(int(sys.argv[3])):
     s.sendto(b"datagram %d" % i, (sys.argv[1], int(sys.argv[2])))
     time.sleep(0.001)
+# the end, said often enough that loss on the path cannot swallow every copy: the
+# counter stops at the first instead of waiting out its timeout (where all are lost)
+for _ in range(20):
+    s.sendto(b"end", (sys.argv[1], int(sys.argv[2])))
 """
 
 TCP_SINK = r"""
