@@ -63,8 +63,28 @@ def test_line_routes_are_summarised() -> None:
     topo = line(100)
     assert len(topo.hosts) == 100 and len(topo.networks) == 99
     middle = topo.host("h50")
-    assert len(middle.routes) <= 2 * (1 + 7)  # default + at most log2(100) prefixes, both families
+    assert len(middle.routes) == 2 * (1 + 3)  # default + a block per bit of 49, both families
+    assert all(len(host.routes) <= 2 * (1 + 7) for host in topo.hosts)  # at most log2(100) + 1
     assert all(net.kind == "link" for net in topo.networks)
+
+
+@pytest.mark.parametrize("count", [2, 3, 64, 100])
+def test_line_routes_send_every_address_the_right_way(count: int) -> None:
+    """By longest prefix, as the kernel chooses: each other host's address goes to
+    the neighbour on its side (the next ones by their peer routes, not looked at)."""
+    topo = line(count)
+    for i in range(1, count + 1):
+        routes = topo.host(f"h{i}").routes
+        for net in (
+            ipaddress.ip_network("10.64.0.0/10"),
+            ipaddress.ip_network("fd6e:7000:ffff::/64"),
+        ):
+            for j in set(range(1, count + 1)) - {i - 1, i, i + 1}:
+                chosen = max(
+                    (r for r in routes if r.to.version == net.version and net[j] in r.to),
+                    key=lambda r: r.to.prefixlen,
+                )
+                assert chosen.via == net[i + 1 if j > i else i - 1], (i, j, chosen)
 
 
 def test_star_puts_every_host_on_one_lan() -> None:
