@@ -24,6 +24,7 @@ from pathlib import Path
 
 from netplay._model import State
 from netplay.errors import FabricError, StateError
+from netplay.fabric import _linux as linux
 from netplay.fabric import _namespaces as namespaces
 from netplay.fabric import _netlink as nl
 from netplay.fabric import _nft as nft
@@ -91,17 +92,23 @@ def build(
             sw = nl.switch_key(net.name)
             nft.apply(paths.net_pin(sw), nft.quiet_switch(), f"the switch of {net.name}")
     fds: dict[str, int] = {}
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
 
     def socket_in(key: str) -> nl.Socket:
-        with namespaces.netns(paths.net_pin(key)):
+        # by the fds held for the veths' other ends, not namespaces.netns: opening
+        # the pin and this thread's namespace was half the cost, 40,000 times in line:10000
+        linux.setns(fds[key], linux.CLONE_NEWNET)
+        try:
             return nl.Socket()
+        finally:
+            linux.setns(home, linux.CLONE_NEWNET)
 
     try:
         for spec in specs:
             fds[spec.key] = os.open(paths.net_pin(spec.key), os.O_RDONLY)
         nl.execute(nl.plan(topology, fds), socket_in)
     finally:
-        for fd in fds.values():
+        for fd in [home, *fds.values()]:
             os.close(fd)
     for host in topology.hosts:
         if host.nat:
