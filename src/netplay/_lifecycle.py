@@ -117,7 +117,8 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
         # the kernel makes the namespaces; the others', each as its runners fork
         preload = functools.partial(services.preload, groups[:1])
         fabric.build(paths, topology, dataclasses.replace(setup, later=later), preload)
-        state.namespaces = fabric.namespaces_of(state.pins)
+        if not paths.root:  # what only a rootless down may need (State.namespaces)
+            state.namespaces = fabric.namespaces_of(state.pins)
     try:
         services.start_all(paths, groups, state.runners, preloaded=1)
     finally:

@@ -232,9 +232,14 @@ _ADDRESS_TYPES: dict[type, Any] = {
 }
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_data(value: Any) -> Any:
     """JSON-ready data: dataclasses as objects (their fields that are not
     derived from others: init=False), enums by value, tuples as lists."""
+    if type(value) in _PLAIN:  # first: most of a large playground's state (its pins)
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: to_data(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
