@@ -65,7 +65,7 @@ def _specs(topology: Topology, setup: HostSetup) -> list[namespaces.NsSpec]:
 def made_by(paths: Paths, topology: Topology) -> tuple[list[str], list[str]]:
     """The pins and the ``ip netns`` links that building ``topology`` makes."""
     specs = _specs(topology, HostSetup())
-    pins = [str(p) for s in specs for p in namespaces.pins_of(paths, s)]
+    pins = [pin for s in specs for pin in namespaces.pins_of(paths, s)]
     links = [str(p) for s in specs if (p := paths.netns_link(s.key))]
     return pins, links
 

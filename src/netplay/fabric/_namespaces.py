@@ -162,11 +162,9 @@ class NsSpec:
     later: bool = False
 
 
-def pins_of(paths: Paths, spec: NsSpec) -> list[Path]:
+def pins_of(paths: Paths, spec: NsSpec) -> list[str]:
     """The pin files of a namespace, in the order net, mnt, uts."""
-    if spec.host:
-        return [paths.net_pin(spec.key), paths.mnt_pin(spec.key), paths.uts_pin(spec.key)]
-    return [paths.net_pin(spec.key)]
+    return paths.pins(spec.key, spec.host)
 
 
 def _mount_points_under(prefixes: Sequence[str]) -> list[str]:
@@ -534,8 +532,7 @@ def create(
     before they are pinned."""
     _pin_dir(paths.ns_dir)
     hide = [str(paths.base), "/run/netns"]
-    # once (30,000 in line:10000), and as the strings the syscalls take
-    pinned = [[str(pin) for pin in pins_of(paths, spec)] for spec in specs]
+    pinned = [pins_of(paths, spec) for spec in specs]
     for pins in pinned:
         for pin in pins:
             os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o600))
