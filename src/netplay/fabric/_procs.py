@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 from netplay._model import Process
 
+KILLED_WAIT_S = 5.0  # SIGKILL cannot be caught: only a process stuck in the kernel takes long
+
 
 def name_process(title: str) -> None:
     """What ``ps`` and ``top`` show for this process, as daemons name theirs
@@ -104,22 +106,32 @@ def _having(inodes: Iterable[int], kinds: tuple[str, ...]) -> list[int]:
 
 
 def terminate(pids: Iterable[int], grace: float = 1.0) -> None:
-    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left; reap
-    those that are this process's children (a playground's runners are)."""
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL what is left and wait
+    until it has ended (up to KILLED_WAIT_S); reap those that are this
+    process's children (a playground's runners are)."""
     targets = {pid: start_time(pid) for pid in pids}
     for pid in targets:
         _signal(pid, signal.SIGTERM)
-    left = dict(targets)
-    deadline = time.monotonic() + grace
-    while left and time.monotonic() < deadline:
-        left = {p: s for p, s in left.items() if alive(p, s)}
-        if left:
-            time.sleep(0.01)
-    for pid, start in left.items():
-        if alive(pid, start):
-            _signal(pid, signal.SIGKILL)
+    left = _wait_ended(targets, grace)
+    for pid in left:
+        _signal(pid, signal.SIGKILL)
+    # a killed process runs its exit after kill() returns (a server with a large
+    # heap, for a while): returning before would leave it to whoever looks next
+    _wait_ended(left, KILLED_WAIT_S)
     for pid in targets:
         _reap(pid)
+
+
+def _wait_ended(processes: dict[int, int | None], timeout: float) -> dict[int, int | None]:
+    """Wait up to ``timeout`` seconds for the (pid: start) ``processes`` to end;
+    those still alive."""
+    left = dict(processes)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {p: s for p, s in left.items() if alive(p, s)}
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.01)
 
 
 def _reap(pid: int) -> None:
