@@ -319,3 +319,31 @@ def test_a_runtime_directory_that_is_a_mount_of_its_own() -> None:
         done = _in_a_mount_namespace_of_its_own(script)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.endswith("left:\n"), done.stdout
+
+
+# forks, and the child, no child of the test's process, ignores SIGTERM and says its pid
+STUBBORN = r"""
+import os, signal, sys, time
+if os.fork():
+    os._exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print(os.getpid(), flush=True)
+sys.stdout.close()
+time.sleep(60)
+"""
+
+
+def test_terminate_returns_once_what_it_killed_has_ended() -> None:
+    """A process that ignores SIGTERM is killed after the grace, and terminate
+    returns only once it has ended: not this process's child, so not reaped here."""
+    with subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE) as parent:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+    start = _procs.start_time(pid)
+    try:
+        assert _procs.alive(pid, start)
+        _procs.terminate([pid], grace=0.2)
+        assert not _procs.alive(pid, start)
+    finally:  # nothing left if it failed
+        if _procs.alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
