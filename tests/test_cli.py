@@ -567,7 +567,7 @@ CONSOLE_MISUSES = [
     ("logs www/nope", "error: there is no service 'www/nope'"),
     ("service bogus www/http", "error: argument action: invalid choice"),
     ("status extra", "error: unrecognized arguments: extra"),
-    ("ca --host h9", "error: the playground has no certificate for 'h9'"),
+    ("ca --host h9", f"error: the playground 'mis{os.getpid()}' has no host 'h9'"),
     ("ca --host ''", "error: the playground has no certificate for ''"),
     ("ca --host ../ca", "error: the playground has no certificate for '../ca'"),
     ("h9 ls", "unknown command or host 'h9'"),

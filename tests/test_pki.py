@@ -9,6 +9,7 @@ ssl and requests, none of them told where the CA is.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import ssl
 import subprocess
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from netplay import Playground, Spawned, pki
 from netplay.errors import PkiError
@@ -187,17 +189,17 @@ def test_keys_are_private_and_nothing_is_reissued_needlessly(tmp_path: Path) -> 
     wanted = pki.wanted(book, dns_zones(book))
     made = pki.Store(tmp_path / "pki")
     first = made.ensure("unit", wanted, "example.com", NOW)
-    assert len(first) == len(book.hosts) + 1
+    assert len(first.issued) == len(book.hosts) + 1 and first.later == {}
     for key in [made.dir / "ca.key", *made.dir.glob("*/*.key")]:
         assert key.stat().st_mode & 0o777 == 0o600, key
     ca = made.ca.read_bytes()
-    assert made.ensure("unit", wanted, "example.com", NOW) == []
+    assert made.ensure("unit", wanted, "example.com", NOW).issued == []
     changed = dict(wanted, www=pki.Wanted(("www.example.com", "www", "shop.example.com")))
     del changed["h4"]
-    assert made.ensure("unit", changed, "example.com", NOW) == ["servers/www"]
+    assert made.ensure("unit", changed, "example.com", NOW).issued == ["servers/www"]
     assert not made.server("h4")[0].exists() and not made.server("h4")[1].exists()
     later = NOW + dt.timedelta(days=380)  # within a month of the leaves' end
-    assert len(made.ensure("unit", changed, "example.com", later)) == len(changed) + 1
+    assert len(made.ensure("unit", changed, "example.com", later).issued) == len(changed) + 1
     assert made.ca.read_bytes() == ca
     assert made.purge() and not made.dir.exists()
 
@@ -213,11 +215,56 @@ def test_a_certificate_half_written_by_a_crash_is_issued_again(tmp_path: Path) -
     cert, key = made.server("www")
     cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB")  # where the crash cut it
     key.write_bytes(b"")
-    assert made.ensure("unit", wanted, "example.com", NOW) == ["servers/www"]
+    assert made.ensure("unit", wanted, "example.com", NOW).issued == ["servers/www"]
     assert _openssl_verify(made, cert, "sslserver").returncode == 0
     assert key.stat().st_mode & 0o777 == 0o600
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     assert not list(made.dir.glob("*/.*.tmp"))
+
+
+def test_a_host_planned_later_gets_its_certificate_when_asked_and_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """A host without services: up plans its certificate, the first entry
+    issues it as of the up, the next up keeps it, and one that names
+    something else is deleted at up and issued anew at the next entry."""
+    book = load("book")
+    wanted = pki.wanted(book, dns_zones(book))
+    made = pki.Store(tmp_path / "pki")
+    plan = made.ensure("unit", wanted, "example.com", NOW, later={"h1", "h2"})
+    assert sorted(plan.later) == ["h1", "h2"] and "servers/h1" not in plan.issued
+    cert, key = made.server("h1")
+    assert not cert.exists() and not key.exists()
+    made.issue_later("h1", plan.later["h1"])
+    assert _openssl_verify(made, cert, "sslserver").returncode == 0
+    assert key.stat().st_mode & 0o777 == 0o600
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    text = subprocess.run(
+        ["openssl", "x509", "-noout", "-text", "-in", cert], capture_output=True, text=True
+    ).stdout
+    assert "DNS:h1.example.com, DNS:h1" in text and "IP Address:192.168.1.11" in text
+    ends = json.loads((made.dir / "manifest.json").read_text())["certs"]["servers/h1"]
+    issued = x509.load_pem_x509_certificate(cert.read_bytes())
+    assert issued.not_valid_after_utc.timestamp() == ends["not_after"]  # as of the up
+    pem = cert.read_bytes()
+    made.issue_later("h1", plan.later["h1"])  # issued already: kept
+    assert cert.read_bytes() == pem
+
+    again = made.ensure("unit", wanted, "example.com", NOW, later={"h1", "h2"})
+    assert again.issued == [] and again.later == plan.later and cert.read_bytes() == pem
+    moved = dict(wanted, h1=pki.Wanted(("h1.example.com", "h1"), ("10.0.1.99",)))
+    replanned = made.ensure("unit", moved, "example.com", NOW, later={"h1", "h2"})
+    assert replanned.issued == [] and not cert.exists() and not key.exists()
+    made.issue_later("h1", replanned.later["h1"])
+    assert (
+        "IP Address:10.0.1.99"
+        in subprocess.run(
+            ["openssl", "x509", "-noout", "-text", "-in", cert], capture_output=True, text=True
+        ).stdout
+    )
+    # a host that gets services is issued at up; its certificate kept if it has one
+    assert made.ensure("unit", moved, "example.com", NOW, later={"h2"}).issued == []
+    assert made.ensure("unit", moved, "example.com", NOW).issued == ["servers/h2"]
 
 
 def _many(count: int) -> dict[str, pki.Wanted]:
@@ -233,13 +280,13 @@ workers = pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: no wor
 def test_many_certificates_are_issued_by_workers_as_one_would(tmp_path: Path) -> None:
     wanted = _many(2 * PER_WORKER)
     made = pki.Store(tmp_path / "pki")
-    assert len(made.ensure("unit", wanted, "example.com", NOW)) == len(wanted) + 1
+    assert len(made.ensure("unit", wanted, "example.com", NOW).issued) == len(wanted) + 1
     for host in ("h0", f"h{len(wanted) - 1}"):
         cert, key = made.server(host)
         assert _openssl_verify(made, cert, "sslserver").returncode == 0
         assert key.stat().st_mode & 0o777 == 0o600
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
-    assert made.ensure("unit", wanted, "example.com", NOW) == []  # every one in the manifest
+    assert made.ensure("unit", wanted, "example.com", NOW).issued == []  # all in the manifest
 
 
 @workers
@@ -345,6 +392,29 @@ def test_netplay_ca_command(book: Playground) -> None:
     assert netplay("ca", "--client").stdout.startswith(str(book.pki.client()[0]))
     unknown = netplay("ca", "--host", "nosuchhost")
     assert unknown.returncode == 7 and unknown.stderr.startswith("netplay: ")
+
+
+@pytest.mark.needs_playground
+def test_a_host_without_services_gets_its_certificate_at_its_first_entry(spawn: Spawn) -> None:
+    with Playground.up("line:3", name=f"later{os.getpid()}", purge=True) as pg:
+        cert, key = pg.pki.server("h2")
+        assert not cert.exists() and not key.exists()  # nothing has entered h2
+        show = ["sh", "-c", 'cat "$NETPLAY_CERT"']
+        first = [pg.host("h2").popen(show, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+        assert {p.communicate()[0] for p in first} == {cert.read_text()}  # one, for all three
+        server = spawn(pg.host("h2"), [sys.executable, "-c", SERVER, str(cert), str(key), "-"])
+        assert server.first_line is not None
+        reach = [sys.executable, "-c", CLIENT, "h2", server.first_line, "h2"]
+        assert pg.host("h1").run(reach, check=True).stdout.startswith("ok TLSv1.3 h2")
+        h3 = pg.pki.server("h3")
+        assert not h3[0].exists()  # a host never entered has none
+        asked = subprocess.run(
+            [sys.executable, "-m", "netplay", "ca", "--host", "h3", "--name", pg.name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert asked.stdout == f"{h3[0]}\n{h3[1]}\n" and h3[0].exists(), asked.stderr
 
 
 @pytest.mark.needs_playground

@@ -88,6 +88,7 @@ def test_errors_have_distinct_exit_statuses() -> None:
 def test_pki_names() -> None:
     assert set(netplay.pki.__all__) == {
         "DEMO_USER",
+        "Plan",
         "Store",
         "Wanted",
         "bundles",

@@ -106,17 +106,18 @@ def make(paths: Paths, topology: Topology, state: State) -> State:
         store = pki.Store(paths.data)
         now = dt.datetime.now(dt.UTC)
         wanted = pki.wanted(topology, topologies.dns_zones(topology))
-        issued = store.ensure(paths.name, wanted, topology.domain or "localhost", now)
-        if issued:
-            log.info("issued %d certificates in %s", len(issued), store.dir)
-        setup = hosts.write_files(paths, topology, store)
-        # a host with services is entered at once; one without, maybe never
+        # a host with services is entered at once; one without, maybe never: its
+        # view and certificate are made at its first entry
         later = frozenset(h.name for h in topology.hosts if not h.services)
+        plan = store.ensure(paths.name, wanted, topology.domain or "localhost", now, later)
+        if plan.issued:
+            log.info("issued %d certificates in %s", len(plan.issued), store.dir)
+        setup = hosts.write_files(paths, topology, store)
         groups = services.by_engine(services.contexts(topology, store, paths.service_data))
         # the first engine's imports (the book's: SSH's, for twelve servers) while
         # the kernel makes the namespaces; the others', each as its runners fork
         preload = functools.partial(services.preload, groups[:1])
-        fabric.build(paths, topology, dataclasses.replace(setup, later=later), preload)
+        fabric.build(paths, topology, dataclasses.replace(setup, later=plan.later), preload)
         if not paths.root:  # what only a rootless down may need (State.namespaces)
             state.namespaces = fabric.namespaces_of(state.pins)
     try:

@@ -193,11 +193,15 @@ def _ca(args: argparse.Namespace, session: Session) -> int:
     if args.host is not None:
         cert, key = store.server(args.host)
         # a host's own files only: not "" (the CA's), nor a path such as ../ca
-        if not args.host or cert.parent != store.dir / "servers" or not cert.exists():
+        if not args.host or cert.parent != store.dir / "servers":
             raise UnknownHostError(
                 f"the playground has no certificate for {args.host!r}",
                 hint="see the hosts with `netplay status`",
             )
+        if not cert.exists():
+            # a host without services gets its certificate when a program first
+            # enters it: enter it (an unknown host, or a playground down, is said)
+            session.playground(args).host(args.host).run(["true"], check=True)
     elif args.client:
         cert, key = store.client()
     else:

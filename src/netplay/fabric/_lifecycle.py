@@ -50,7 +50,7 @@ def _specs(topology: Topology, setup: HostSetup) -> list[namespaces.NsSpec]:
             overlays=setup.overlays.get(h.name, ()),
             mounts=setup.mounts.get(h.name, ()),
             privacy=setup.privacy.get(h.name, Privacy()),
-            later=h.name in setup.later,
+            later=setup.later.get(h.name),
         )
         for h in topology.hosts
     ]

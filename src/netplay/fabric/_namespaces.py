@@ -51,9 +51,11 @@ overlays, their layers' directories and its /sys are most of what a host
 costs to make (about 10 ms of 12 on this machine's disk), and on a
 playground of thousands of hosts most are never entered.  Until then its
 mount namespace is the template's copy with its own /proc, and the parent
-keeps what its view is made of in a file by its pins (``KEY.view``); the
-first program to enter makes the view under a lock on that file, then
-deletes it; if it fails, the file says why from then on, and entering the
+keeps what its view is made of in a file by its pins (``KEY.view``), with
+the layer above's note for that moment (what to make for the host first:
+its certificate, which :mod:`netplay.pki` issues then too); the first
+program to enter makes the view under a lock on that file, then deletes
+it; if it fails, the file says why from then on, and entering the
 host fails with that reason rather than mount the view again over the part
 already made.  Only netplay enters a host's mount namespace, so no program
 sees a host before its view."""
@@ -72,7 +74,7 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from netplay import _progress as progress
@@ -132,8 +134,10 @@ class HostSetup:
     mounts: Mapping[str, tuple[Mount, ...]] = field(default_factory=dict)
     privacy: Mapping[str, Privacy] = field(default_factory=dict)
     overlays: Mapping[str, tuple[Overlay, ...]] = field(default_factory=dict)
-    #: the hosts whose view is made when a program first enters them
-    later: frozenset[str] = frozenset()
+    #: the hosts whose view is made when a program first enters them, each with
+    #: a note for the layer above, given to whoever enters it first (see
+    #: :func:`enter_host`): what it makes for the host then (its certificate)
+    later: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +163,7 @@ class NsSpec:
     overlays: tuple[Overlay, ...] = ()
     mounts: tuple[Mount, ...] = ()
     privacy: Privacy = Privacy()
-    later: bool = False
+    later: str | None = None  # the view made at the first entry, with this note
 
 
 def pins_of(paths: Paths, spec: NsSpec) -> list[str]:
@@ -271,7 +275,7 @@ def _factory(
             linux.setns(template, linux.CLONE_NEWNS)
             linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWUTS)
             linux.sethostname(spec.key)
-            if not spec.later:
+            if spec.later is None:
                 view = views.of(spec)
                 for target in _make_view(view) - shared:
                     shared.add(target)
@@ -354,6 +358,7 @@ class _View:
     binds: tuple[Mount, ...]
     privacy: Privacy
     rootless: bool
+    note: str = ""  # the layer above's, for the first entry (HostSetup.later)
 
     def dumps(self) -> str:
         return json.dumps(
@@ -364,6 +369,7 @@ class _View:
                 "covered": list(map(str, self.privacy.covered)),
                 "kept": [[str(path), writable] for path, writable in self.privacy.kept],
                 "rootless": self.rootless,
+                "note": self.note,
             }
         )
 
@@ -379,6 +385,7 @@ class _View:
                 kept=tuple((Path(path), writable) for path, writable in raw["kept"]),
             ),
             rootless=raw["rootless"],
+            note=raw["note"],
         )
 
 
@@ -578,8 +585,8 @@ def create(
                 if not answer or answer[0] != "r":
                     message = " ".join(answer[1:]) or "the namespace factory died"
                     raise OSError(errno.EIO, message)
-                if spec.later:  # before its pins: enter_host finds a host by them
-                    later = views.of(spec)
+                if spec.later is not None:  # before its pins: enter_host finds a host by them
+                    later = replace(views.of(spec), note=spec.later)
                     paths.view(spec.key).write_text(later.dumps())
                 for fd, pin in zip(answer[1:], pins, strict=True):
                     linux.mount(f"/proc/{pid}/fd/{fd}", pin, None, linux.MS_BIND)
@@ -662,16 +669,20 @@ def netns(pin: Path) -> Iterator[None]:
         os.close(home)
 
 
-def enter_host(paths: Paths, key: str) -> None:
+def enter_host(paths: Paths, key: str, first: Callable[[str], object] | None = None) -> None:
     """Move this (single-threaded) process into a host's network, UTS and
     mount namespaces, as ``nsenter`` does; keep its working directory.  The
     first to enter a host whose view waits makes it (see the module's
-    docstring)."""
+    docstring), having called ``first`` with the host's note
+    (:attr:`HostSetup.later`) before it entered anything, under the view's
+    lock: the layer above's part of a first entry, done once."""
     pins = ((paths.net_pin(key), linux.CLONE_NEWNET), (paths.uts_pin(key), linux.CLONE_NEWUTS))
     fds = [(os.open(pin, os.O_RDONLY), kind) for pin, kind in pins]
     fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
     cwd = os.getcwd()
     with _waiting_view(paths, key) as view:
+        if view is not None and first is not None:
+            first(view.note)
         try:
             for fd, kind in fds:
                 linux.setns(fd, kind)

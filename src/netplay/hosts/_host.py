@@ -47,7 +47,7 @@ class Host:
         preexec_fn"."""
         try:
             self._realm.join()
-            enter_host(self._paths, self.name)
+            enter_host(self._paths, self.name, self._first_entry)
         except FileNotFoundError:  # its pins: the playground is down
             why = f"the playground {self._paths.name} is not running (start it with netplay up)"
         except BaseException as exc:
@@ -56,6 +56,18 @@ class Host:
             return
         os.write(2, f"netplay: {why}\n".encode(errors="replace"))
         os._exit(CANNOT_RUN)
+
+    def _first_entry(self, note: str) -> None:
+        """What a host without services gets at its first entry, with its view
+        (in the child, under the view's lock): its certificate."""
+        self._pki.issue_later(self.name, note)
+
+    def _may_issue(self) -> None:
+        """Before forking a child that may enter the host first, load what
+        issuing its certificate takes, here: else each such child would
+        (0.1 s), and a parent entering many hosts keeps it loaded."""
+        if self._paths.view(self.name).exists():
+            Store.load_issuer()
 
     def environment(self) -> dict[str, str]:
         """What programs in the host find in their environment: its name, the
@@ -71,6 +83,7 @@ class Host:
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the host; ``kwargs`` go to :class:`subprocess.Popen`."""
         env = kwargs.pop("env", None)
+        self._may_issue()
         try:
             return subprocess.Popen(
                 list(argv),

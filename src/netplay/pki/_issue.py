@@ -112,7 +112,7 @@ def _leaf(
         .public_key(public)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
-        .not_valid_after(min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc))
+        .not_valid_after(_leaf_ends(ca_cert, now))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             _key_usage(ca=False),
@@ -145,6 +145,16 @@ def issue_client(ca: Pair, user: str, email: str, now: dt.datetime) -> Pair:
     """A clientAuth certificate for ``user`` (mutual TLS), naming ``email``."""
     alt: list[x509.GeneralName] = [x509.RFC822Name(email)]
     return _leaf(ca, user, alt, ExtendedKeyUsageOID.CLIENT_AUTH, now)
+
+
+def _leaf_ends(ca_cert: x509.Certificate, now: dt.datetime) -> dt.datetime:
+    ends = min(now + dt.timedelta(days=LEAF_DAYS), ca_cert.not_valid_after_utc)
+    return ends.replace(microsecond=0)  # what a certificate's time holds
+
+
+def leaf_ends(ca: bytes, now: dt.datetime) -> dt.datetime:
+    """When a certificate the CA (PEM) issues as of ``now`` ends."""
+    return _leaf_ends(x509.load_pem_x509_certificate(ca), now)
 
 
 def not_after(cert: bytes) -> dt.datetime:

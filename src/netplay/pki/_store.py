@@ -15,6 +15,15 @@ deletes it.  Layout::
 and issues only what changed or is near its end, so a second ``up`` does
 not even load ``cryptography``.
 
+A host without services gets its certificate *later*, when a program
+first enters it (:meth:`Store.issue_later`, as its view is made:
+:func:`netplay.fabric.enter_host`), so that the hosts of a large
+playground that nothing enters cost no certificate (line:10000 wrote
+20,000 files).  ``up`` only records in the manifest what it will name and
+as of when it is issued (the up's time: it ends when one issued at ``up``
+would), and deletes one kept from before that names something else, so
+that a certificate on disk is always one the manifest still wants.
+
 Inside the hosts the CA is trusted by bind-mounting, over each CA bundle
 that OpenSSL, Python's ``ssl``, curl and ``certifi`` (requests) read, a copy
 of that bundle with the playground's CA appended.  The mounts exist only in
@@ -32,6 +41,7 @@ import os
 import shutil
 import ssl
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +64,16 @@ BUNDLES = (  # the CA files of Debian, Fedora and Alpine-like systems, if presen
     "/etc/ssl/cert.pem",
     "/usr/lib/python3/dist-packages/certifi/cacert.pem",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What :meth:`Store.ensure` did: the certificates it ``issued``
+    (``servers/www``, ...), and those it left for their hosts' first entry:
+    ``later``, host -> the request :meth:`Store.issue_later` takes then."""
+
+    issued: list[str]
+    later: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +161,36 @@ class Store:
         return data
 
     def ensure(
-        self, playground: str, servers: Mapping[str, Wanted], email_domain: str, now: dt.datetime
-    ) -> list[str]:
+        self,
+        playground: str,
+        servers: Mapping[str, Wanted],
+        email_domain: str,
+        now: dt.datetime,
+        later: AbstractSet[str] = frozenset(),
+    ) -> Plan:
         """Make the CA if there is none and issue every certificate that is
-        missing, names something else, or ends within RENEW_BEFORE.  Returns
-        what it issued (``servers/www``, ...)."""
+        missing, names something else, or ends within RENEW_BEFORE, but for
+        the hosts in ``later``: theirs are planned, to be issued at their
+        first entry (see the module's docstring)."""
         try:
-            return self._ensure(playground, servers, email_domain, now)
+            return self._ensure(playground, servers, email_domain, now, later)
         except OSError as exc:
-            raise PkiError(
-                f"cannot keep the playground's certificates in {self.dir}: {exc.strerror}",
-                hint="set NETPLAY_DATA_DIR to a directory you can write",
-            ) from exc
+            raise self._cannot_keep(exc) from exc
+
+    def _cannot_keep(self, exc: OSError) -> PkiError:
+        return PkiError(
+            f"cannot keep the playground's certificates in {self.dir}: {exc.strerror}",
+            hint="set NETPLAY_DATA_DIR to a directory you can write",
+        )
 
     def _ensure(
-        self, playground: str, servers: Mapping[str, Wanted], email_domain: str, now: dt.datetime
-    ) -> list[str]:
+        self,
+        playground: str,
+        servers: Mapping[str, Wanted],
+        email_domain: str,
+        now: dt.datetime,
+        later: AbstractSet[str],
+    ) -> Plan:
         for sub in (self.dir, self.dir / "servers", self.dir / "clients"):
             sub.mkdir(parents=True, exist_ok=True, mode=0o700)
         manifest = self._manifest()
@@ -175,25 +209,88 @@ class Store:
         todo = {f"servers/{host}": want for host, want in servers.items()}
         todo[f"clients/{DEMO_USER}"] = Wanted((DEMO_USER, f"{DEMO_USER}@{email_domain}"))
         renew = (now + RENEW_BEFORE).timestamp()
+        planned = {f"servers/{host}" for host in later}
         stale = [
             key
             for key, want in todo.items()
             if certs.get(key, {}).get("names") != list(want.names)
             or certs[key].get("addresses") != list(want.addresses)
             or certs[key].get("not_after", 0) < renew
-            or not (self.dir / f"{key}.pem").exists()
-            or not (self.dir / f"{key}.key").exists()
+            or (key in planned and "as_of" not in certs[key])
+            or (
+                key not in planned
+                and not ((self.dir / f"{key}.pem").exists() and (self.dir / f"{key}.key").exists())
+            )
         ]
-        if stale:
-            self._issue(stale, todo, certs, now)
+        now_stale = [key for key in stale if key not in planned]
+        if now_stale:
+            self._issue(now_stale, todo, certs, now)
+        if len(now_stale) < len(stale):
+            self._plan([key for key in stale if key in planned], todo, certs, now)
         for key in [k for k in certs if k not in todo]:
             del certs[key]
-            for suffix in (".pem", ".key"):
-                with contextlib.suppress(FileNotFoundError):
-                    (self.dir / f"{key}{suffix}").unlink()
+            self._forget(key)
         if stale or len(certs) != len(todo):
             _write(self.dir / "manifest.json", json.dumps(manifest, indent=1).encode(), 0o644)
-        return stale
+        requests = {}
+        for key in planned:
+            entry = certs[key]
+            request = {k: entry[k] for k in ("names", "addresses", "as_of")}
+            requests[key.removeprefix("servers/")] = json.dumps(request)
+        return Plan(issued=now_stale, later=requests)
+
+    def _forget(self, key: str) -> None:
+        """Delete a certificate and its key: the pem first, since a key
+        without its pem counts as not issued (:meth:`issue_later`)."""
+        for suffix in (".pem", ".key"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / f"{key}{suffix}").unlink()
+
+    def _plan(
+        self, keys: list[str], todo: Mapping[str, Wanted], certs: dict[str, Any], now: dt.datetime
+    ) -> None:
+        """Record ``keys`` as issued at their host's first entry, as of ``now``;
+        delete what an earlier plan issued for them."""
+        from netplay.pki import _issue
+
+        ends = _issue.leaf_ends(self.ca.read_bytes(), now).timestamp()
+        for key in keys:
+            self._forget(key)
+            want = todo[key]
+            certs[key] = {
+                "names": list(want.names),
+                "addresses": list(want.addresses),
+                "not_after": ends,
+                "as_of": now.timestamp(),
+            }
+
+    @staticmethod
+    def load_issuer() -> None:
+        """Import what issuing takes (``cryptography``, 0.1 s): in a process
+        that forks children that may issue, so that each need not."""
+        importlib.import_module("netplay.pki._issue")
+
+    def issue_later(self, host: str, request: str) -> None:
+        """Issue ``host``'s certificate as :meth:`ensure` planned it
+        (``request``), unless it has been: at the host's first entry, in
+        the process that enters it, under the lock of its view."""
+        cert, key = self.server(host)
+        if cert.exists() and key.exists():
+            return
+        from netplay.pki import _issue
+
+        asked = json.loads(request)
+        as_of = dt.datetime.fromtimestamp(asked["as_of"], dt.UTC)
+        try:
+            ca = _issue.Pair(self.ca.read_bytes(), (self.dir / "ca.key").read_bytes())
+            pair = _issue.issue_server(ca, asked["names"], asked["addresses"], as_of)
+            # The certificate says it is issued, so it is written whole or not at
+            # all, and last; the key before it, in place: half of one, after a
+            # crash, has no certificate beside it and is replaced at the next entry.
+            _write(key, pair.key, 0o600, in_place=True)
+            _write(cert, pair.cert, 0o644)
+        except OSError as exc:
+            raise self._cannot_keep(exc) from exc
 
     def _issue(
         self, keys: list[str], todo: Mapping[str, Wanted], certs: dict[str, Any], now: dt.datetime
@@ -251,6 +348,7 @@ class Store:
             "names": list(want.names),
             "addresses": list(want.addresses),
             "not_after": _issue.not_after(pair.cert).timestamp(),
+            "as_of": now.timestamp(),
         }
 
     def purge(self) -> bool:
