@@ -418,6 +418,20 @@ def test_a_host_without_services_gets_its_certificate_at_its_first_entry(spawn: 
 
 
 @pytest.mark.needs_playground
+def test_a_certificate_that_cannot_be_issued_fails_that_entry_only() -> None:
+    """Nothing is mounted when it fails: the next entry tries again, and works."""
+    with Playground.up("line:2", name=f"unissued{os.getpid()}", purge=True) as pg:
+        cert, _key = pg.pki.server("h2")
+        cert.mkdir()  # where the certificate goes: it cannot be written
+        failed = pg.host("h2").run(["hostname"])
+        assert failed.returncode == 126, failed
+        assert "cannot keep the playground's certificates" in failed.stderr
+        cert.rmdir()
+        assert pg.host("h2").run(["hostname"], check=True).stdout == "h2\n"
+        assert cert.is_file()
+
+
+@pytest.mark.needs_playground
 def test_the_ca_outlives_down_until_purged() -> None:
     name = f"ca{os.getpid()}"
     with Playground.up("line:2", name=name) as pg:

@@ -698,9 +698,7 @@ def enter_host(paths: Paths, key: str, first: Callable[[str], object] | None = N
     fds = [(os.open(pin, os.O_RDONLY), kind) for pin, kind in pins]
     fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
     cwd = os.getcwd()
-    with _waiting_view(paths, key) as view:
-        if view is not None and first is not None:
-            first(view.note)
+    with _waiting_view(paths, key, first) as view:
         try:
             for fd, kind in fds:
                 linux.setns(fd, kind)
@@ -714,9 +712,12 @@ def enter_host(paths: Paths, key: str, first: Callable[[str], object] | None = N
 
 
 @contextlib.contextmanager
-def _waiting_view(paths: Paths, key: str) -> Iterator[_View | None]:
-    """The view the host waits for, held under its lock, and deleted if the
-    body (which makes it) succeeds; None if it has its view."""
+def _waiting_view(
+    paths: Paths, key: str, first: Callable[[str], object] | None
+) -> Iterator[_View | None]:
+    """The view the host waits for, held under its lock, once ``first`` has
+    been called with its note, and deleted if the body (which makes it)
+    succeeds; None if it has its view."""
     path = paths.view(key)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -738,8 +739,11 @@ def _waiting_view(paths: Paths, key: str) -> Iterator[_View | None]:
                 f"the host's own filesystem could not be made ({text.removeprefix(VIEW_FAILED)}); "
                 "take the playground down and up again",
             )
+        view = _View.loads(text)
+        if first is not None:  # nothing is mounted yet: if it fails, the next entry tries again
+            first(view.note)
         try:
-            yield _View.loads(text)
+            yield view
         except BaseException as exc:
             # What was mounted stays in the host, and making the view again would
             # stack overlays on it: from now on, entering the host says why it cannot.
