@@ -280,15 +280,13 @@ class Store:
         from netplay.pki import _issue
 
         asked = json.loads(request)
+        want = Wanted(tuple(asked["names"]), tuple(asked["addresses"]))
         as_of = dt.datetime.fromtimestamp(asked["as_of"], dt.UTC)
         try:
             ca = _issue.Pair(self.ca.read_bytes(), (self.dir / "ca.key").read_bytes())
-            pair = _issue.issue_server(ca, asked["names"], asked["addresses"], as_of)
-            # The certificate says it is issued, so it is written whole or not at
-            # all, and last; the key before it, in place: half of one, after a
-            # crash, has no certificate beside it and is replaced at the next entry.
-            _write(key, pair.key, 0o600, in_place=True)
-            _write(cert, pair.cert, 0o644)
+            # named (the manifest names it already): the key, then the certificate,
+            # each whole or not at all; a key alone, after a crash, is not issued
+            self._issue_one(ca, f"servers/{host}", want, False, as_of)
         except OSError as exc:
             raise self._cannot_keep(exc) from exc
 
