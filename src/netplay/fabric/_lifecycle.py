@@ -72,7 +72,7 @@ def made_by(paths: Paths, topology: Topology) -> tuple[list[str], list[str]]:
 
 def hosts_pinned(pins: Sequence[str]) -> int:
     """How many hosts the pins name (a host has UTS namespace; a switch has not)."""
-    return sum(1 for pin in pins if pin.endswith(".uts"))
+    return sum(1 for pin in pins if Paths.kind_of(pin) == "uts")
 
 
 def build(

@@ -79,7 +79,7 @@ from pathlib import Path
 
 from netplay import _progress as progress
 from netplay.fabric import _linux as linux
-from netplay.fabric._state import Paths
+from netplay.fabric._state import HOST_PINS, SWITCH_PINS, Paths
 
 log = logging.getLogger("netplay")
 
@@ -525,7 +525,7 @@ def _keep_private(privacy: Privacy, kept: Sequence[tuple[Path, bool, bool, int]]
 
 
 def _kinds(spec: NsSpec) -> tuple[str, ...]:
-    return ("net", "mnt", "uts") if spec.host else ("net",)
+    return HOST_PINS if spec.host else SWITCH_PINS
 
 
 def create(
@@ -647,7 +647,7 @@ def remove(paths: Paths, pins: Sequence[Path], links: Sequence[Path]) -> None:
                 link.unlink()
     with contextlib.suppress(OSError):  # none, if up failed before it was made
         linux.umount(str(paths.fresh_dir))
-    mounts = [str(pin) for pin in pins if pin.suffix == ".mnt"]  # see Paths.pins
+    mounts = [str(pin) for pin in pins if Paths.kind_of(pin) == "mnt"]
     if mounts:
         workers = min(UNPIN_THREADS, len(mounts))
         with concurrent.futures.ThreadPoolExecutor(workers, "netplay-unpin") as pool:

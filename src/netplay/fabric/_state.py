@@ -31,6 +31,8 @@ from netplay.errors import NotRunningError, StateError, UsageError
 T = TypeVar("T")
 TMP_PREFIX = ".state.json.tmp."  # + the writer's pid
 SERVICE_DATA = "services"  # in the data directory: what the services keep
+HOST_PINS = ("net", "mnt", "uts")  # the kinds of a host's namespaces, each pinned
+SWITCH_PINS = ("net",)  # a switch's (a bridge of a large LAN)
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")  # whole: fullmatch
 
@@ -122,10 +124,16 @@ class Paths:
         return Path(f"{self.base}/{self.name}/ns/{name}")
 
     def pins(self, key: str, host: bool) -> list[str]:
-        """A namespace's pins, net then a host's mnt and uts, as the strings the
-        syscalls take (made twice an ``up``: 30,000 Paths each in line:10000)."""
+        """A namespace's pins, one of each kind (HOST_PINS or SWITCH_PINS, in
+        that order), as the strings the syscalls take (made twice an ``up``:
+        30,000 Paths each in line:10000)."""
         ns = f"{self.base}/{self.name}/ns/{key}"
-        return [f"{ns}.net", f"{ns}.mnt", f"{ns}.uts"] if host else [f"{ns}.net"]
+        return [f"{ns}.{kind}" for kind in (HOST_PINS if host else SWITCH_PINS)]
+
+    @staticmethod
+    def kind_of(pin: str | os.PathLike[str]) -> str:
+        """Which of a namespace's pins ``pin`` is: ``net``, ``mnt`` or ``uts``."""
+        return os.fspath(pin).rpartition(".")[2]
 
     def net_pin(self, key: str) -> Path:
         return self._in_ns_dir(f"{key}.net")
