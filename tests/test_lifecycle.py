@@ -333,6 +333,16 @@ time.sleep(60)
 """
 
 
+def test_a_relative_data_directory_is_taken_from_where_netplay_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The services run in / (as daemons do), so the paths they are given
+    must not depend on the directory ``up`` was run in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NETPLAY_DATA_DIR", "kept")
+    assert fabric.Paths.of("rel").data == tmp_path / "kept" / "rel"
+
+
 def test_terminate_returns_once_what_it_killed_has_ended() -> None:
     """A process that ignores SIGTERM is killed after the grace, and terminate
     returns only once it has ended: not this process's child, so not reaped here."""

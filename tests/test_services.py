@@ -379,6 +379,24 @@ def test_services_hold_nothing_of_the_process_that_made_them(
             assert ours not in held, f"pid {pid} holds the test's socket"
 
 
+def test_services_run_in_the_root_directory_wherever_up_was_run(
+    playground_factory: Callable[..., Playground],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As daemons do, a runner and its server work in /, not in the directory
+    the playground was made from (which they would hold, and where granian
+    would look for its application: in a Python package's directory, it
+    sought ``PACKAGE.netplay.www``)."""
+    (tmp_path / "__init__.py").touch()
+    monkeypatch.chdir(tmp_path)
+    pg = playground_factory(loads(BOOK_WWW))
+    server = pg.service("www/http").pid
+    assert server is not None
+    for pid in (pg.state.runners["www/http"].pid, server):
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+
+
 def test_a_killed_runner_takes_its_server_along(
     playground_factory: Callable[..., Playground],
 ) -> None:

@@ -48,10 +48,12 @@ def base_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The directory holding what this user's playgrounds keep across ``down`` (their CAs)."""
+    """The directory holding what this user's playgrounds keep across ``down``
+    (their CAs); ``$NETPLAY_DATA_DIR`` taken from the directory netplay runs in
+    where it is relative (the services run in /)."""
     chosen = os.environ.get("NETPLAY_DATA_DIR")
     if chosen:
-        return Path(chosen)
+        return Path(chosen).absolute()
     if os.geteuid() == 0:
         return Path("/var/lib/netplay")
     home = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")

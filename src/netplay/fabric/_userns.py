@@ -214,6 +214,7 @@ def start_keeper(name: str) -> Iterator[tuple[Process, int]]:
             os.sched_setaffinity(0, allowed)
             linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
             os.setsid()
+            os.chdir("/")  # as a daemon does: not holding the directory ``up`` was run in
             os.write(ready_w, b"r")
             os.close(ready_w)
             if os.read(go_r, 1) != b"g":  # recorded in no state file: no one would end it

@@ -336,6 +336,9 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
             _release_inherited(null, keep={null, report_w, log_fd, dir_fd})
             os.setsid()
             enter_host(paths, ctx.host)
+            # as a daemon does: not the directory ``up`` was run in, which it would
+            # hold, and where granian would look for its application first
+            os.chdir("/")
             title = f"netplay: {paths.name} {ctx.host}/{ctx.service.name}"
             name_process(f"{title} runner")
             os.dup2(null, 0)
