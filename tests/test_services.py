@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from netplay import Playground, ServiceError, ServiceState, TopologyError
+from netplay import Playground, ServiceError, ServiceState, TopologyError, pki
 from netplay.fabric import alive
 from netplay.services._listening import listening
 from netplay.testing import wait_for_service, wait_until
@@ -395,6 +395,25 @@ def test_services_run_in_the_root_directory_wherever_up_was_run(
     assert server is not None
     for pid in (pg.state.runners["www/http"].pid, server):
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
+
+
+def test_the_umask_of_whoever_made_the_playground_is_not_the_hosts(
+    playground_factory: Callable[..., Playground],
+) -> None:
+    """Made with umask 077, a playground's hosts still let every user read
+    their /etc/hosts, /etc/resolv.conf and CA bundles (else only root could
+    resolve a name or verify a certificate in them), and its runners and
+    servers have systemd's default umask, as daemons do."""
+    before = os.umask(0o077)
+    try:
+        pg = playground_factory(loads(BOOK_WWW))
+    finally:
+        os.umask(before)
+    for pid in (pg.state.runners["www/http"].pid, pg.service("www/http").pid):
+        assert "\nUmask:\t0022\n" in Path(f"/proc/{pid}/status").read_text()
+    read = ["/etc/hosts", "/etc/resolv.conf", *map(str, pki.trust_targets())]
+    modes = pg.host("www").run(["stat", "-c", "%a %n", *read], check=True).stdout.splitlines()
+    assert len(modes) == len(read) and all(line.startswith("644 ") for line in modes), modes
 
 
 def test_a_killed_runner_takes_its_server_along(

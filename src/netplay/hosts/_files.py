@@ -83,11 +83,11 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
     etc = paths.etc_dir
     etc.mkdir(parents=True, exist_ok=True)
     resolv = etc / RESOLV_CONF
-    resolv.write_text(topology.etc_resolv_conf())
+    _write_public(resolv, topology.etc_resolv_conf())
     shared = etc / "hosts"
     with_dns = topology.dns_host() is not None
     if not with_dns:
-        shared.write_text(topology.etc_hosts())
+        _write_public(shared, topology.etc_hosts())
     mounts: dict[str, tuple[Mount, ...]] = {}
     privacy: dict[str, Privacy] = {}
     covered = _secrets(paths, store)
@@ -95,7 +95,7 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         hosts_file = shared
         if with_dns:
             hosts_file = etc / f"hosts.{host.name}"
-            hosts_file.write_text(topology.etc_hosts_of(host.name))
+            _write_public(hosts_file, topology.etc_hosts_of(host.name))
         mounts[host.name] = ((hosts_file, MACHINE_HOSTS), (resolv, MACHINE_RESOLV_CONF))
         kept = [(path, False) for path in store.seen_by(host.name)]
         if host.services:  # what they keep (Context.data); a host without has none
@@ -106,12 +106,12 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
     template = list(pki.bundles(store.ca.read_bytes(), etc))
     if MACHINE_GAI_CONF.is_file():  # a bind mount needs a file to cover (Debian has one)
         gai = etc / GAI_CONF
-        gai.write_text(gai_conf(topology.address_selection))
+        _write_public(gai, gai_conf(topology.address_selection))
         template.append((gai, MACHINE_GAI_CONF))
     sockets = _machine_sockets(covered)
     if sockets:
         cover = etc / NO_SOCKET
-        cover.write_bytes(b"")
+        _write_public(cover, "")
         template += [(cover, socket) for socket in sockets]
     overlays = filesystem.prepare(paths, [host.name for host in topology.hosts])
     hashes = Hashes()
@@ -119,6 +119,13 @@ def write_files(paths: Paths, topology: Topology, store: pki.Store) -> HostSetup
         own = filesystem.filesystem(paths.data, host.name)
         add_users(own, topology.users, hashes, own_ids=fabric.many_users())
     return HostSetup(template=tuple(template), mounts=mounts, privacy=privacy, overlays=overlays)
+
+
+def _write_public(path: Path, text: str) -> None:
+    """Write a file every user of a host reads (as the machine's /etc/hosts
+    is), whatever the umask of the process that makes the playground."""
+    path.write_text(text)
+    path.chmod(0o644)
 
 
 def _secrets(paths: Paths, store: pki.Store) -> tuple[Path, ...]:

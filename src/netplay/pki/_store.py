@@ -117,6 +117,7 @@ def _write(path: Path, data: bytes, mode: int, *, in_place: bool = False) -> Non
             pass
         else:
             with open(fd, "wb") as f:
+                os.fchmod(fd, mode)  # whatever the umask: hosts' users read certificates
                 f.write(data)
             return
     tmp = path.with_name(f".{path.name}.tmp")
@@ -124,6 +125,7 @@ def _write(path: Path, data: bytes, mode: int, *, in_place: bool = False) -> Non
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with open(fd, "wb") as f:
+        os.fchmod(fd, mode)
         f.write(data)
     os.replace(tmp, path)
 

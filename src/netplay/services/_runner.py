@@ -337,8 +337,11 @@ def spawn(ctx: Context, engine: Engine, paths: Paths) -> tuple[int, int]:
             os.setsid()
             enter_host(paths, ctx.host)
             # as a daemon does: not the directory ``up`` was run in, which it would
-            # hold, and where granian would look for its application first
+            # hold, and where granian would look for its application first; and
+            # systemd's default umask, not that of whoever ran ``up`` (the sessions
+            # of SSH and Telnet, and the files FTP and SFTP write, have it too)
             os.chdir("/")
+            os.umask(0o022)
             title = f"netplay: {paths.name} {ctx.host}/{ctx.service.name}"
             name_process(f"{title} runner")
             os.dup2(null, 0)
