@@ -113,6 +113,28 @@ def test_uses_a_playground(playground):
 """
 
 
+FAILED_UP = """
+from pathlib import Path
+import pytest
+from netplay import ServiceError
+from netplay.topology import loads
+
+BROKEN = \"\"\"
+[hosts.server]
+services = [{ kind = "http", apps = { "/" = "no.such.module:app" }, health_timeout = 1 }]
+[lans.lan.hosts]
+server = ["10.9.0.1/24"]
+\"\"\"
+
+def test_a_service_that_does_not_start(playground_factory):
+    with pytest.raises(ServiceError) as caught:
+        playground_factory(loads(BROKEN))
+    log = Path(caught.value.hint.split(" is ")[1].split(" until")[0])
+    assert "500" in str(caught.value) and log.exists()
+    Path("kept-log").write_text(str(log))
+"""
+
+
 def _outcomes(result: pytest.RunResult) -> dict[str, int]:
     return {k: v for k, v in result.parseoutcomes().items() if k in ("passed", "failed", "errors")}
 
@@ -127,6 +149,17 @@ def test_a_fresh_playground_sees_nothing_of_the_test_before(pytester: pytest.Pyt
     pytester.makepyfile(test_isolation=ISOLATION)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=300)
     assert _outcomes(result) == {"passed": 2}, result.stdout.str()
+
+
+def test_the_log_of_an_up_that_failed_goes_with_the_session(pytester: pytest.Pytester) -> None:
+    """An ``up`` that fails keeps its services' logs for the user to read (its
+    message names them), until the next ``up`` of that name; in a session, the
+    session's end is the last chance."""
+    pytester.makepyfile(test_failed_up=FAILED_UP)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
+    assert _outcomes(result) == {"passed": 1}, result.stdout.str()
+    log = Path((pytester.path / "kept-log").read_text())
+    assert not log.exists() and not log.parent.parent.exists()
 
 
 def test_a_killed_session_is_cleaned_up_by_the_next(pytester: pytest.Pytester) -> None:

@@ -101,12 +101,19 @@ class _Playgrounds:
     def __init__(self) -> None:
         self.shared: dict[tuple[str, bool], Playground] = {}
         self.fresh_in_use: set[str] = set()
+        self.failed: set[str] = set()  # names whose up failed: their services' logs stay
         self.prefix = f"t{os.getpid()}"
 
     def up(self, spec: Spec, services: bool, name: str) -> Playground:
         from netplay import Playground
 
-        return Playground.up(spec, name=name, services=services, tag=_environment().TAG)
+        try:
+            return Playground.up(spec, name=name, services=services, tag=_environment().TAG)
+        except BaseException:
+            # the failure's message names its log, for the rest of the session;
+            # no later up of this name may come to remove it
+            self.failed.add(name)
+            raise
 
     def shared_playground(self, spec: Spec, services: bool) -> Playground:
         key = (_key(spec), services)
@@ -157,7 +164,7 @@ def _netplay_session() -> Iterator[_Playgrounds]:
             data = os.environ.pop("NETPLAY_DATA_DIR")
             if before is not None:
                 os.environ["NETPLAY_DATA_DIR"] = before
-            for name in [*playgrounds.fresh_in_use]:
+            for name in playgrounds.fresh_in_use | playgrounds.failed:
                 environment.Playground.remove(name, purge=True)
             environment.remove_session_data_dir(Path(data))
 
