@@ -85,6 +85,7 @@ def test_one_leaves_things_behind(playground):
     www.run(["ip", "addr", "add", "10.130.1.99/24", "dev", "eth0"], check=True)
     www.run(["nft", "add", "table", "inet", "leftover"], check=True)
     www.run(["sysctl", "-w", "net.ipv4.ip_default_ttl=5"], check=True)
+    www.run(["sh", "-c", "echo left > /etc/leftover"], check=True)    # in www's own /etc
     playground.link("modemA", "isp", loss="100%")                    # never cleared
 
 def test_two_sees_none_of_it(playground):
@@ -92,6 +93,7 @@ def test_two_sees_none_of_it(playground):
     assert "10.130.1.99" not in www.run(["ip", "-o", "addr"]).stdout
     assert "leftover" not in www.run(["nft", "list", "tables"]).stdout
     assert www.run(["sysctl", "-n", "net.ipv4.ip_default_ttl"]).stdout == "64\n"
+    assert www.run(["test", "-e", "/etc/leftover"]).returncode == 1
     assert playground.status().faults == {}
     assert playground.host("h1").run(["ping", "-c1", "-W2", "www"]).returncode == 0
     connect = f"import socket; socket.create_connection(('127.0.0.1', {PORT}), timeout=2)"
