@@ -397,6 +397,22 @@ def test_services_run_in_the_root_directory_wherever_up_was_run(
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
 
 
+def test_up_from_a_directory_since_deleted(
+    playground_factory: Callable[..., Playground],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the working directory is gone, the services start all the same,
+    and a program entering a host starts in its root."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    pg = playground_factory(loads(BOOK_WWW))
+    assert pg.service("www/http").state is ServiceState.RUNNING
+    assert pg.host("www").run(["pwd"], check=True).stdout == "/\n"
+
+
 def test_the_umask_of_whoever_made_the_playground_is_not_the_hosts(
     playground_factory: Callable[..., Playground],
 ) -> None:

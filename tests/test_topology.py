@@ -277,6 +277,20 @@ def test_sites_and_address_selection_load(tmp_path: Path) -> None:
         loads('address_selection = "ipv5"\n' + GOOD)
 
 
+def test_a_deleted_working_directory_matters_only_to_a_relative_static(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert load("book").name == "book"
+    absolute = loads(WEB + f'[sites."a.test"]\nhost = "b"\nstatic = "{tmp_path}"\n')
+    assert absolute.sites[0].static == str(tmp_path)
+    with pytest.raises(TopologyError, match=r"sites.a.test.static: is relative .* no longer"):
+        loads(WEB + '[sites."a.test"]\nhost = "b"\nstatic = "files"\n')
+
+
 def test_a_lan_larger_than_its_switch_takes_is_refused() -> None:
     check(star(1024))  # more than one bridge takes: several bridges
     with pytest.raises(TopologyError, match="at most 24,000 hosts"):

@@ -697,7 +697,10 @@ def enter_host(paths: Paths, key: str, first: Callable[[str], object] | None = N
     pins = ((paths.net_pin(key), linux.CLONE_NEWNET), (paths.uts_pin(key), linux.CLONE_NEWUTS))
     fds = [(os.open(pin, os.O_RDONLY), kind) for pin, kind in pins]
     fds.append((os.open(paths.mnt_pin(key), os.O_RDONLY), linux.CLONE_NEWNS))
-    cwd = os.getcwd()
+    try:
+        cwd: str | None = os.getcwd()
+    except FileNotFoundError:  # deleted: the host's root, where entering leaves it
+        cwd = None
     with _waiting_view(paths, key, first) as view:
         try:
             for fd, kind in fds:
@@ -707,8 +710,9 @@ def enter_host(paths: Paths, key: str, first: Callable[[str], object] | None = N
                 os.close(fd)
         if view is not None:
             _make_view(view)
-    with contextlib.suppress(OSError):
-        os.chdir(cwd)
+    if cwd is not None:
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
 
 
 @contextlib.contextmanager

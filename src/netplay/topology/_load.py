@@ -124,7 +124,7 @@ def loads(
             field="syntax",
         ) from exc
     try:
-        topology = _build(data, default_name, directory or Path.cwd())
+        topology = _build(data, default_name, directory)
         check(topology)
     except TopologyError as exc:
         raise TopologyError(
@@ -154,7 +154,7 @@ def _table(value: object, where: str, allowed: set[str] | None = None) -> Mappin
     return table
 
 
-def _build(data: Mapping[str, Any], default_name: str, directory: Path) -> Topology:
+def _build(data: Mapping[str, Any], default_name: str, directory: Path | None) -> Topology:
     _table(data, "", _TOP_KEYS)
     name = _want(data.get("name", default_name), str, "name", "a string")
     domain = data.get("domain")
@@ -204,15 +204,22 @@ def _user(name: str, table: Mapping[str, Any]) -> User:
     return User(name=name, password=password, keys=lists["keys"], mailboxes=lists["mailboxes"])
 
 
-def _site(name: str, table: Mapping[str, Any], directory: Path) -> Site:
+def _site(name: str, table: Mapping[str, Any], directory: Path | None) -> Site:
     where = f"sites.{name}"
     values = {
         key: _want(table[key], str, f"{where}.{key}", "a string")
         for key in _SITE_KEYS
         if key in table
     }
-    if "static" in values:
-        values["static"] = str(directory / values["static"])  # an absolute one stays as it is
+    if "static" in values and not Path(values["static"]).is_absolute():
+        try:
+            base = directory or Path.cwd()
+        except FileNotFoundError:
+            raise TopologyError(
+                "is relative to the working directory, which no longer exists",
+                field=f"{where}.static",
+            ) from None
+        values["static"] = str(base / values["static"])
     return Site(name=name, **values)
 
 
