@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -174,6 +175,50 @@ def test_a_host_whose_view_cannot_be_made_says_why_each_time_and_mounts_no_more(
         assert pg.host("two").run(["hostname"]).stdout == "two\n"  # the other host is whole
     finally:
         pg.down(purge=True)
+
+
+DANGLING_RESOLV_CONF = """
+import os, subprocess, sys
+from pathlib import Path
+from netplay import Playground
+from netplay.topology import loads
+
+tmp, name, topology = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+# in this process's own mount namespace: the machine's /etc with resolv.conf
+# a link to a resolver's stub that does not run, as where systemd-resolved is off
+(tmp / "upper").mkdir()
+(tmp / "work").mkdir()
+os.symlink("/run/no-such-resolver/stub-resolv.conf", tmp / "upper" / "resolv.conf")
+layers = f"lowerdir=/etc,upperdir={tmp}/upper,workdir={tmp}/work"
+subprocess.run(["mount", "-t", "overlay", "overlay", "-o", layers, "/etc"], check=True)
+pg = Playground.up(loads(topology), name=name, services=False)
+try:
+    print(pg.host("one").run(["cat", "/etc/resolv.conf"], check=True).stdout, end="")
+finally:
+    pg.down(purge=True)
+"""
+
+
+@pytest.mark.needs_playground
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts over the machine's /etc in a namespace")
+def test_a_machine_s_resolv_conf_that_links_to_nothing(tmp_path: Path) -> None:
+    """The machine's /etc/resolv.conf may be a link to nothing; each host
+    still gets the playground's, in place of the link in its own /etc."""
+    name = f"dangling-{uuid.uuid4().hex[:6]}"
+    text = '[hosts.one]\n[lans.lan.hosts]\none = ["10.9.0.1/24"]\n'
+    argv = ["unshare", "-m", "--propagation", "private", sys.executable, "-c"]
+    try:
+        done = subprocess.run(
+            [*argv, DANGLING_RESOLV_CONF, str(tmp_path), name, text],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        Playground.remove(name, purge=True)  # where it broke before its down
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == loads(text).etc_resolv_conf()
 
 
 # -- the accounts' files, without a playground ------------------------------------

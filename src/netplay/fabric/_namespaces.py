@@ -466,7 +466,10 @@ def _make_view(view: _View) -> set[Path]:
             if view.rootless:  # the owner may remove it from outside the user namespace
                 with contextlib.suppress(OSError):
                     os.chmod(f"{_fd(work_fd)}/work", 0o700)  # overlay makes it mode 0
+        own = {target for target, *_fds in layers} - shared
         for fd, target in sources:
+            if _under(target, own):
+                _no_dangling_link(target)
             _bind(_fd(fd), target)
         _keep_private(view.privacy, kept)
     finally:
@@ -476,6 +479,16 @@ def _make_view(view: _View) -> set[Path]:
         linux.umount("/sys")
     linux.mount("sysfs", "/sys", "sysfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     return shared
+
+
+def _no_dangling_link(target: Path) -> None:
+    """Where a file to be covered is a symbolic link to nothing (the machine's
+    /etc/resolv.conf pointing to systemd-resolved's stub while it does not
+    run), put an empty file in its place in the host's own layer: a bind
+    mount follows the link, and would find nothing to cover."""
+    if target.is_symlink() and not target.exists():
+        target.unlink()
+        target.touch(mode=0o644)
 
 
 def _make_layer(target: Path, upper: Path, work: Path, rootless: bool) -> None:
