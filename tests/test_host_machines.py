@@ -185,15 +185,17 @@ from netplay.topology import loads
 
 tmp, name, topology = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 # in this process's own mount namespace: the machine's /etc with resolv.conf
-# a link to a resolver's stub that does not run, as where systemd-resolved is off
+# a link to a resolver's stub that does not run, as where systemd-resolved is
+# off, and no /etc/hosts, as in some containers
 (tmp / "upper").mkdir()
 (tmp / "work").mkdir()
 os.symlink("/run/no-such-resolver/stub-resolv.conf", tmp / "upper" / "resolv.conf")
 layers = f"lowerdir=/etc,upperdir={tmp}/upper,workdir={tmp}/work"
 subprocess.run(["mount", "-t", "overlay", "overlay", "-o", layers, "/etc"], check=True)
+os.remove("/etc/hosts")
 pg = Playground.up(loads(topology), name=name, services=False)
 try:
-    print(pg.host("one").run(["cat", "/etc/resolv.conf"], check=True).stdout, end="")
+    print(pg.host("one").run(["cat", "/etc/resolv.conf", "/etc/hosts"], check=True).stdout, end="")
 finally:
     pg.down(purge=True)
 """
@@ -201,9 +203,9 @@ finally:
 
 @pytest.mark.needs_playground
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts over the machine's /etc in a namespace")
-def test_a_machine_s_resolv_conf_that_links_to_nothing(tmp_path: Path) -> None:
-    """The machine's /etc/resolv.conf may be a link to nothing; each host
-    still gets the playground's, in place of the link in its own /etc."""
+def test_a_machine_without_resolv_conf_or_hosts(tmp_path: Path) -> None:
+    """The machine's /etc/resolv.conf may be a link to nothing, its /etc/hosts
+    missing; each host still gets the playground's, in its own /etc."""
     name = f"dangling-{uuid.uuid4().hex[:6]}"
     text = '[hosts.one]\n[lans.lan.hosts]\none = ["10.9.0.1/24"]\n'
     argv = ["unshare", "-m", "--propagation", "private", sys.executable, "-c"]
@@ -218,7 +220,8 @@ def test_a_machine_s_resolv_conf_that_links_to_nothing(tmp_path: Path) -> None:
     finally:
         Playground.remove(name, purge=True)  # where it broke before its down
     assert done.returncode == 0, done.stderr
-    assert done.stdout == loads(text).etc_resolv_conf()
+    topology = loads(text)
+    assert done.stdout == topology.etc_resolv_conf() + topology.etc_hosts()
 
 
 # -- the accounts' files, without a playground ------------------------------------

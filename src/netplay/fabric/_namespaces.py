@@ -469,7 +469,7 @@ def _make_view(view: _View) -> set[Path]:
         own = {target for target, *_fds in layers} - shared
         for fd, target in sources:
             if _under(target, own):
-                _no_dangling_link(target)
+                _something_to_cover(target)
             _bind(_fd(fd), target)
         _keep_private(view.privacy, kept)
     finally:
@@ -481,13 +481,14 @@ def _make_view(view: _View) -> set[Path]:
     return shared
 
 
-def _no_dangling_link(target: Path) -> None:
-    """Where a file to be covered is a symbolic link to nothing (the machine's
-    /etc/resolv.conf pointing to systemd-resolved's stub while it does not
-    run), put an empty file in its place in the host's own layer: a bind
-    mount follows the link, and would find nothing to cover."""
-    if target.is_symlink() and not target.exists():
-        target.unlink()
+def _something_to_cover(target: Path) -> None:
+    """Where a file to be covered is missing, or a symbolic link to nothing
+    (the machine's /etc/resolv.conf pointing to systemd-resolved's stub while
+    it does not run), put an empty file in its place in the host's own
+    layer: a bind mount follows the link, and needs something to cover."""
+    if not target.exists():
+        if target.is_symlink():
+            target.unlink()
         target.touch(mode=0o644)
 
 
