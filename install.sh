@@ -12,7 +12,9 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 venv="$here/.venv"
-packages="python3-venv nftables iproute2 iputils-ping traceroute curl bind9-dnsutils openssl ca-certificates uidmap"
+# what netplay runs (nft, ip, memcached for the book's www, OpenSSH's client for
+# `netplay ssh`) and the clients the README and docs use in hosts
+packages="python3-venv nftables iproute2 iputils-ping traceroute curl bind9-dnsutils openssl ca-certificates uidmap memcached openssh-client swaks libnet-ssleay-perl netcat-openbsd lftp inetutils-telnet"
 extras=""
 
 fail() {
@@ -23,7 +25,8 @@ fail() {
 case "${1-}" in
     "") ;;
     --test)
-        packages="$packages iperf3 procps passwd netcat-openbsd swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d postfix memcached openssh-client openssh-server lftp inetutils-telnet vsftpd"
+        # the reference daemons the tests and benchmarks compare with, and their tools
+        packages="$packages iperf3 procps passwd dovecot-imapd dovecot-pop3d postfix openssh-server vsftpd"
         extras="[test,dev]"
         ;;
     *) fail "unknown option ${1}: use --test to install what the tests need too, or nothing" ;;

@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -87,6 +88,18 @@ def cli_playground() -> Iterator[str]:
     finally:
         down = netplay("down", "--name", name)
         assert down.returncode == 0 and down.stdout == f"playground {name} removed\n"
+
+
+def test_a_plain_install_has_what_the_book_and_the_readme_use() -> None:
+    """./install.sh without --test installs the daemon the book's www runs
+    (memcached), OpenSSH's client for ``netplay ssh`` and the clients of the
+    README's first commands: CI installs with --test, so it would not see one
+    of them missing."""
+    script = (Path(__file__).parent.parent / "install.sh").read_text()
+    first = re.search(r'^packages="([^"]*)"$', script, re.MULTILINE)
+    assert first is not None
+    wanted = {"memcached", "openssh-client", "curl", "traceroute", "swaks", "bind9-dnsutils"}
+    assert wanted <= set(first.group(1).split())
 
 
 @pytest.mark.needs_playground
