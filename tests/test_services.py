@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from netplay import Playground, ServiceError, ServiceState, TopologyError, pki
+from netplay import (
+    Playground,
+    ServiceError,
+    ServiceState,
+    TopologyError,
+    UnknownHostError,
+    pki,
+)
 from netplay.fabric import alive
 from netplay.services._listening import listening
 from netplay.testing import wait_for_service, wait_until
@@ -232,10 +239,10 @@ def test_restart_stop_and_start_from_the_command_line(svc: Playground) -> None:
         if svc.service("server/echo").state is not ServiceState.RUNNING:
             svc.control("server/echo", "start")
     unknown = netplay(svc, "service", "restart", "server/nosuch")
-    assert unknown.returncode == 12 and "there is no service 'server/nosuch'" in unknown.stderr
-    with pytest.raises(ServiceError, match="there is no service 'server/nosuch'"):
+    assert unknown.returncode == 7 and "there is no service 'server/nosuch'" in unknown.stderr
+    with pytest.raises(UnknownHostError, match="there is no service 'server/nosuch'"):
         svc.control("server/nosuch", "restart")
-    with pytest.raises(ServiceError, match="there is no service 'server/nosuch'"):
+    with pytest.raises(UnknownHostError, match="there is no service 'server/nosuch'"):
         svc.service("server/nosuch")
 
 

@@ -288,7 +288,7 @@ class Playground:
             if found.id == ident:
                 return found
         names = ", ".join(s.id for s in every) or "none"
-        raise ServiceError(f"there is no service {ident!r} (there are: {names})")
+        raise UnknownHostError(f"there is no service {ident!r} (there are: {names})")
 
     def control(self, ident: str, action: str) -> ServiceStatus:
         """``restart``, ``stop`` or ``start`` the service ``ident``; return its

@@ -108,7 +108,7 @@ class TopologyError(NetplayError):
 
 
 class UnknownHostError(NetplayError):
-    """A host (or link) name that the playground does not have."""
+    """A host (or link, or service) name that the playground does not have."""
 
     exit_status = 7
 

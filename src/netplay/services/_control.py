@@ -19,7 +19,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 from netplay._model import Process, ServiceState, ServiceStatus
-from netplay.errors import ServiceError, TopologyError
+from netplay.errors import ServiceError, TopologyError, UnknownHostError, UsageError
 from netplay.fabric import Paths, alive, process, remove_path
 from netplay.pki import Store
 from netplay.services import _runner as runner
@@ -188,10 +188,10 @@ def control(
 ) -> ServiceStatus:
     """Restart, stop or start one service; return its status once settled."""
     if action not in ACTIONS:
-        raise ServiceError(f"{action!r} is not one of {', '.join(ACTIONS)}")
+        raise UsageError(f"{action!r} is not one of {', '.join(ACTIONS)}")
     known = runners.get(ident)
     if known is None:
-        raise ServiceError(f"there is no service {ident!r} (there are: {_names(runners)})")
+        raise UnknownHostError(f"there is no service {ident!r} (there are: {_names(runners)})")
     if not alive(known.pid, known.start):
         raise ServiceError(f"the runner of {ident} is gone", hint="restart the playground")
     host, name = ident.split("/", 1)
