@@ -232,7 +232,7 @@ def test_debug_anywhere_keeps_the_exit_status() -> None:
         result = netplay(*args)
         assert result.returncode == 8, result.stderr  # not running, as without --debug
         assert "Traceback" in result.stderr and result.stderr.rstrip().endswith(
-            "(start one with: netplay up --detach)"
+            "(start it with: netplay up --detach --name nosuch)"
         )
 
 

@@ -137,7 +137,10 @@ class Playground:
         paths = Paths.of(_lifecycle.only_name() if name is None else name)
         state = fabric.read_state(paths)
         if state is None:
-            raise NotRunningError(f"no playground named {paths.name!r} is running")
+            raise NotRunningError(
+                f"no playground named {paths.name!r} is running",
+                hint=f"start it with: netplay up --detach --name {paths.name}",
+            )
         if not _status.running(state):
             raise NotRunningError(
                 f"the playground {paths.name!r} is not running (its process died)",

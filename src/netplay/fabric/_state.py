@@ -316,7 +316,10 @@ def update_state(paths: Paths, change: Callable[[State], T]) -> tuple[State, T]:
         fcntl.flock(fd, fcntl.LOCK_EX)
         state = read_state(paths)
         if state is None:
-            raise NotRunningError(f"no playground named {paths.name!r} is running")
+            raise NotRunningError(
+                f"no playground named {paths.name!r} is running",
+                hint=f"start it with: netplay up --detach --name {paths.name}",
+            )
         result = change(state)
         write_state(paths, state)
         return state, result
