@@ -256,7 +256,8 @@ class Playground:
     ) -> CableFaults:
         """Disturb the cable between ``a`` and ``b``; return its faults now.
         Loss, rate and delay go both ways, or ``direction="out"`` (what ``a``
-        sends) or ``"in"`` (what it receives)."""
+        sends) or ``"in"`` (what it receives); without ``direction``, the way
+        the cable's faults already go (both, for its first)."""
         change = functools.partial(
             fabric.disturb,
             loss=loss,

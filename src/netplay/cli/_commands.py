@@ -219,15 +219,16 @@ def _ca(args: argparse.Namespace, session: Session) -> int:
 def _link_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A")
     p.add_argument("b", metavar="B")
-    p.add_argument("--loss", help="drop this share of packets, in each direction: e.g. 20%%")
-    p.add_argument("--rate", help="limit each direction to a rate, e.g. 1mbit or 500kbit")
+    p.add_argument("--loss", help="drop this share of the packets, e.g. 20%% (see --direction)")
+    p.add_argument("--rate", help="limit the rate, e.g. 1mbit or 500kbit (see --direction)")
     p.add_argument("--delay", help="delay each way, e.g. 50ms (needs the netem qdisc)")
     p.add_argument("--jitter", help="vary the delay, e.g. 10ms (needs the netem qdisc)")
     p.add_argument(
         "--direction",
         choices=DIRECTIONS,
-        help="which packets loss, rate and delay apply to: both ways (the default), "
-        "out (what A sends to B) or in (what A receives from B)",
+        help="which packets loss, rate and delay apply to: both ways, out (what A "
+        "sends to B) or in (what A receives from B); without it, the way the cable's "
+        "faults already go (both, for its first)",
     )
     state = p.add_mutually_exclusive_group()
     state.add_argument("--down", action="store_true", help="cut the link")
@@ -380,8 +381,9 @@ COMMANDS: tuple[Command, ...] = (
         name="link",
         help="disturb the link between two hosts: link modemA isp --loss 20%%",
         description="On a point-to-point link this is the cable between A and B; on a LAN, "
-        "A's cable to the switch it shares with B (B may also name the LAN). Faults apply "
-        "in both directions.",
+        "A's cable to the switch it shares with B (B may also name the LAN). A cable's "
+        "faults all go one way: both, unless --direction says otherwise, and a later "
+        "change keeps that way until --direction or --clear changes it.",
         arguments=_link_arguments,
         run=_link,
     ),
