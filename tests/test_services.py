@@ -439,6 +439,33 @@ def test_the_umask_of_whoever_made_the_playground_is_not_the_hosts(
     assert len(modes) == len(read) and all(line.startswith("644 ") for line in modes), modes
 
 
+def test_up_from_a_minimal_environment(tmp_path: Path) -> None:
+    """From an environment of PATH alone (a cron job, a service unit, env -i),
+    where netplay's own change to PATH moves the environment's first entry:
+    every server still starts, memcached and granian among them, which
+    name their processes after the runner's name for them, and ``ps``
+    shows the runners' and servers' names."""
+    name = f"minimal{os.getpid()}"
+    spec = tmp_path / "minimal.toml"
+    spec.write_text(
+        BOOK_WWW.replace('{ kind = "http" }', '{ kind = "http" }, { kind = "memcached" }')
+    )
+    env = {"PATH": "/usr/bin:/bin", "NETPLAY_DATA_DIR": os.environ["NETPLAY_DATA_DIR"]}
+    argv = [sys.executable, "-m", "netplay", "up", str(spec), "--name", name, "--detach"]
+    try:
+        up = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert up.returncode == 0, up.stderr
+        pg = Playground.attach(name)
+        for service in ("www/http", "www/memcached"):
+            server = pg.service(service).pid
+            assert server is not None
+            for pid, role in ((pg.state.runners[service].pid, "runner"), (server, "server")):
+                shown = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+                assert shown == f"netplay: {name} {service} {role}"
+    finally:
+        Playground.remove(name, purge=True)
+
+
 def test_a_killed_runner_takes_its_server_along(
     playground_factory: Callable[..., Playground],
 ) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from netplay import __version__
+from netplay import __version__, fabric
 from netplay.cli._commands import COMMANDS, Command, Session
 from netplay.errors import NetplayError, UsageError
 
@@ -92,6 +92,7 @@ def _this_python_first() -> None:
     as in an activated environment, however ``netplay`` was found."""
     if sys.prefix == sys.base_prefix:  # not in a virtual environment
         return
+    fabric.prepare_names()  # before PATH, maybe the environment's first entry, changes
     own = str(Path(sys.executable).parent)
     rest = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d != own]
     os.environ["PATH"] = os.pathsep.join([own, *rest])

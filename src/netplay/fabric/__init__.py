@@ -25,7 +25,8 @@ This is what the other layers use of it; the modules behind it are private:
 - link faults: :func:`disturb`;
 - processes named by pid and start time: :func:`alive`, :func:`process`,
   those of a session: :func:`in_session`, :func:`die_with_parent`, and
-  :func:`name_process`.
+  their names in ``ps``: :func:`name_process`, :func:`process_name`,
+  :func:`prepare_names`.
 """
 
 from netplay.fabric._faults import DIRECTIONS, disturb
@@ -54,7 +55,14 @@ from netplay.fabric._namespaces import (
     netns,
 )
 from netplay.fabric._nft import nft_path
-from netplay.fabric._procs import alive, in_session, name_process, process
+from netplay.fabric._procs import (
+    alive,
+    in_session,
+    name_process,
+    prepare_names,
+    process,
+    process_name,
+)
 from netplay.fabric._state import (
     SERVICE_DATA,
     Paths,
@@ -109,7 +117,9 @@ __all__ = [
     "nft_path",
     "note_run_netns",
     "one_user_mapped",
+    "prepare_names",
     "process",
+    "process_name",
     "read_raw",
     "read_state",
     "remove_path",

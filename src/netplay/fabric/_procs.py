@@ -18,13 +18,36 @@ from netplay._model import Process
 KILLED_WAIT_S = 5.0  # SIGKILL cannot be caught: only a process stuck in the kernel takes long
 
 
+_name = ""  # what name_process last named this process
+
+
 def name_process(title: str) -> None:
     """What ``ps`` and ``top`` show for this process, as daemons name theirs
     (``netplay: book www/https server``): else every process of every
     playground would show the command line that made it."""
+    global _name
     import setproctitle  # a small C extension: only processes that name themselves load it
 
     setproctitle.setproctitle(title)
+    _name = title
+
+
+def process_name() -> str:
+    """The name :func:`name_process` gave this process (or its parent, before
+    the fork), whether or not ``ps`` shows it (see :func:`prepare_names`)."""
+    return _name
+
+
+def prepare_names() -> None:
+    """Let this process's children be named, before it changes its own
+    environment.  setproctitle renames a process in the memory of its
+    command line and environment, which it finds from the environment's
+    first entry: changed first (PATH, where the environment is PATH alone),
+    no child could be named, and ``ps`` would show each as the command that
+    made the playground."""
+    import setproctitle
+
+    setproctitle.getproctitle()  # finds that memory now, and keeps it
 
 
 def start_time(pid: int) -> int | None:

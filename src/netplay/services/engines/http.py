@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from netplay.errors import TopologyError
+from netplay.fabric import process_name
 from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
 from netplay.www import APPS_VARIABLE, SITES_VARIABLE, THREADS_VARIABLE
@@ -102,7 +103,6 @@ class GranianEngine(Engine):
             # granian itself, in the forked server process: no interpreter to start.  The
             # application is imported here, before granian forks its worker, which
             # inherits it.
-            import setproctitle
             from granian import Granian
             from granian.http import HTTP1Settings
 
@@ -115,9 +115,11 @@ class GranianEngine(Engine):
                 header_read_timeout=HEADER_TIMEOUT_MS, max_buffer_size=HEADER_BUFFER
             )
             # the name the runner gave it, not granian's own ("... server worker-1" for its worker)
-            named = setproctitle.getproctitle()
             Granian(
-                "netplay.www:asgi", http1_settings=http1, process_name=named, **settings
+                "netplay.www:asgi",
+                http1_settings=http1,
+                process_name=process_name(),
+                **settings,
             ).serve()
 
         return serve

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from netplay.errors import TopologyError
-from netplay.fabric import one_user_mapped
+from netplay.fabric import one_user_mapped, process_name
 from netplay.services._base import Context, Engine, HealthError, Start
 from netplay.services._registry import register
 
@@ -159,13 +159,12 @@ class MemcachedEngine(Engine):
 
     def start(self, ctx: Context) -> Start:
         def run() -> None:
-            import setproctitle  # the runner named this process; memcached cannot
-
             user = _user()
             if user is None:  # not as root: a cache that any client may fill
                 print(f"memcached: this host has no user {' or '.join(USERS)}", file=sys.stderr)
                 raise SystemExit(1)
-            argv = self.argv(ctx, setproctitle.getproctitle(), user)
+            argv = self.argv(ctx, process_name(), user)  # the runner's name for it: memcached
+            # cannot name itself
             print(f"memcached: {' '.join(argv[1:])}", flush=True)
             os.execv(MEMCACHED, argv)
 
