@@ -466,6 +466,27 @@ def test_up_from_a_minimal_environment(tmp_path: Path) -> None:
         Playground.remove(name, purge=True)
 
 
+def test_up_with_its_standard_fds_closed(tmp_path: Path) -> None:
+    """Started with stdin, stdout and stderr closed (as some supervisors
+    start a program), ``up`` makes the playground all the same: what it
+    opens does not take their numbers, and what it would print is lost."""
+    name = f"closed{os.getpid()}"
+    spec = tmp_path / "closed.toml"
+    spec.write_text(BOOK_WWW)
+    argv = [sys.executable, "-m", "netplay", "up", str(spec), "--name", name, "--detach"]
+
+    def close_all() -> None:
+        for fd in (0, 1, 2):
+            os.close(fd)
+
+    try:
+        up = subprocess.run(argv, preexec_fn=close_all, timeout=60, check=False)
+        assert up.returncode == 0
+        assert Playground.attach(name).service("www/http").state is ServiceState.RUNNING
+    finally:
+        Playground.remove(name, purge=True)
+
+
 def test_a_killed_runner_takes_its_server_along(
     playground_factory: Callable[..., Playground],
 ) -> None:

@@ -98,9 +98,28 @@ def _this_python_first() -> None:
     os.environ["PATH"] = os.pathsep.join([own, *rest])
 
 
+def _standard_fds() -> None:
+    """Open /dev/null on whichever of fds 0, 1 and 2 this process was started
+    without, as OpenSSH does (sanitise_stdfd): else the first files it opens
+    take their numbers, and what it prints goes into them, or fails."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    # Python started without them has None for these
+    sys.stdin = sys.stdin or open(0, closefd=False)
+    sys.stdout = sys.stdout or open(1, "w", closefd=False)
+    sys.stderr = sys.stderr or open(2, "w", closefd=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (the same with --debug, which adds
     the traceback)."""
+    _standard_fds()
     debug, rest = _debug(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="netplay: %(message)s"
