@@ -90,6 +90,16 @@ def cli_playground() -> Iterator[str]:
         assert down.returncode == 0 and down.stdout == f"playground {name} removed\n"
 
 
+def test_a_topology_named_as_no_playground_may_be_says_to_choose_a_name(tmp_path: Path) -> None:
+    spec = tmp_path / "bök.toml"  # no name key: the file's name is the topology's
+    spec.write_text('[hosts.one]\n[lans.lan.hosts]\none = ["10.9.0.1/24"]\n')
+    result = netplay("up", str(spec), "--detach")
+    assert result.returncode == 2
+    said = one_line_error(result)
+    assert "'bök' is not a valid playground name: the topology's name" in said
+    assert "choose one with --name" in said
+
+
 def test_a_plain_install_has_what_the_book_and_the_readme_use() -> None:
     """./install.sh without --test installs the daemon the book's www runs
     (memcached), OpenSSH's client for ``netplay ssh`` and the clients of the

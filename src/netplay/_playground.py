@@ -86,7 +86,16 @@ class Playground:
         fails.  ``tag`` names who made it (``netplay.testing``)."""
         with _lifecycle.collector_off():  # generating line:N makes a million objects
             topo, source = source_of(topology, services)
-        paths = Paths.of(topo.name if name is None else name)
+        try:
+            paths = Paths.of(topo.name if name is None else name)
+        except UsageError as exc:
+            if name is not None:
+                raise
+            raise UsageError(
+                f"{exc}: the topology's name (its name key, or its file's)",
+                hint="choose one with --name (name= in Python): letters, digits, '-' or '_', "
+                "at most 32",
+            ) from None
         state = _lifecycle.begin(paths, topo, source, tag)
         pg = cls(_KEY, paths, topo, state)
         pg.purge_on_exit = purge
