@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -446,14 +447,10 @@ def test_up_from_a_minimal_environment(tmp_path: Path) -> None:
     name their processes after the runner's name for them, and ``ps``
     shows the runners' and servers' names."""
     name = f"minimal{os.getpid()}"
-    spec = tmp_path / "minimal.toml"
-    spec.write_text(
-        BOOK_WWW.replace('{ kind = "http" }', '{ kind = "http" }, { kind = "memcached" }')
-    )
+    both = BOOK_WWW.replace('{ kind = "http" }', '{ kind = "http" }, { kind = "memcached" }')
     env = {"PATH": "/usr/bin:/bin", "NETPLAY_DATA_DIR": os.environ["NETPLAY_DATA_DIR"]}
-    argv = [sys.executable, "-m", "netplay", "up", str(spec), "--name", name, "--detach"]
     try:
-        up = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        up = _up_from_the_command_line(tmp_path, name, both, env=env, capture_output=True)
         assert up.returncode == 0, up.stderr
         pg = Playground.attach(name)
         for service in ("www/http", "www/memcached"):
@@ -471,20 +468,28 @@ def test_up_with_its_standard_fds_closed(tmp_path: Path) -> None:
     start a program), ``up`` makes the playground all the same: what it
     opens does not take their numbers, and what it would print is lost."""
     name = f"closed{os.getpid()}"
-    spec = tmp_path / "closed.toml"
-    spec.write_text(BOOK_WWW)
-    argv = [sys.executable, "-m", "netplay", "up", str(spec), "--name", name, "--detach"]
 
     def close_all() -> None:
         for fd in (0, 1, 2):
             os.close(fd)
 
     try:
-        up = subprocess.run(argv, preexec_fn=close_all, timeout=60, check=False)
+        up = _up_from_the_command_line(tmp_path, name, BOOK_WWW, preexec_fn=close_all)
         assert up.returncode == 0
         assert Playground.attach(name).service("www/http").state is ServiceState.RUNNING
     finally:
         Playground.remove(name, purge=True)
+
+
+def _up_from_the_command_line(
+    tmp_path: Path, name: str, topology: str, **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """``netplay up FILE --name NAME --detach`` of ``topology``, in a process
+    started as ``run`` says (its environment, its fds)."""
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(topology)
+    argv = [sys.executable, "-m", "netplay", "up", str(spec), "--name", name, "--detach"]
+    return subprocess.run(argv, text=True, timeout=60, check=False, **run)
 
 
 def test_a_killed_runner_takes_its_server_along(

@@ -163,8 +163,8 @@ class MemcachedEngine(Engine):
             if user is None:  # not as root: a cache that any client may fill
                 print(f"memcached: this host has no user {' or '.join(USERS)}", file=sys.stderr)
                 raise SystemExit(1)
-            argv = self.argv(ctx, process_name(), user)  # the runner's name for it: memcached
-            # cannot name itself
+            # the runner's name for it as argv[0]: memcached cannot name itself
+            argv = self.argv(ctx, process_name(), user)
             print(f"memcached: {' '.join(argv[1:])}", flush=True)
             os.execv(MEMCACHED, argv)
 
